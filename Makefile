@@ -6,6 +6,7 @@ CUDA_ARCH ?= sm_90
 NVCC      ?= nvcc
 CC        ?= gcc
 BUILD     ?= build
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 PKGS      := hdf5-openmpi yaml-0.1 openblas lapacke libpng zlib
 
 # ---- dependency discovery (printed once as a ✓/✗ summary when something is built) ----
@@ -55,10 +56,20 @@ else
 STAMP      := $(BUILD)/.cuda-0
 endif
 
+# quiet build lines ("CC src/x.c"); `make V=1` shows the full commands
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-5s %s\n' $(1) $(2)
+endif
+
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test run bench deps clean help
+.SECONDARY:
 all: $(BUILD)/dd2 $(TEST_BINS)
 
 # switching CUDA=0/1 rebuilds everything (the objects differ)
@@ -67,22 +78,27 @@ $(STAMP):
 
 $(BUILD)/libdd2.a: $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/%.o: %.c $(STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.cu $(STAMP)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(call say,NVCC,$<)
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(BUILD)/dd2: $(BUILD)/src/main.o $(BUILD)/libdd2.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdd2.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: CFLAGS += -Itests
 

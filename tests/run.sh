@@ -51,6 +51,7 @@ for bin in build/tests/test_*; do
   run_one "$name" "$bin"
 done
 for script in tests/cli/*.sh; do
+  [ "$(basename "$script")" = lib.sh ] && continue
   [ -f "$script" ] || continue
   name=$(basename "$script" .sh)
   [ -n "$filter" ] && [[ "$name" != *"$filter"* ]] && continue

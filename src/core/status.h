@@ -35,6 +35,9 @@ typedef struct dd2_status {
     int line;
     const char *func;
     int rank;               /* MPI rank at the time (-1 if MPI not up) */
+    int collective;         /* set when every rank is known to have failed the same way (e.g. a
+                               config error found in broadcast bytes): the driver then exits
+                               cleanly on all ranks instead of calling MPI_Abort */
 } dd2_status;
 
 /* Reset to OK with an empty message. */
