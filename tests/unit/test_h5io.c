@@ -12,7 +12,6 @@
  *   DD2_H5_NO_FREELIST=1 disable HDF5's internal free lists, so that valgrind attributes leaks to
  *                      the call that lost the memory rather than to the first user of a block
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -25,74 +24,10 @@
 #include "core/status.h"
 #include "io/atomic_file.h"
 #include "io/h5io.h"
+#include "test_files.h"
 #include "test_util.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-static char g_dir[256];
-
-static void make_tmpdir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/dd2_test_h5io_XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static void remove_tree(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int i = 0;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", g_dir, name);
-    return buf[i];
-}
-
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static int spit(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(data, 1, len, f);
-    return fclose(f) == 0 && w == len ? 0 : -1;
-}
 
 static int contains(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }
 
@@ -270,9 +205,9 @@ static int verify_sample(const char *path, dd2_status *st, char *why, size_t why
 TEST(round_trip_sample) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("sample.h5");
+    const char *p = tf_path("sample.h5");
     CHECK_OK(write_sample(p, &st), &st);
-    CHECK(!file_exists(tpath("sample.h5.tmp")));
+    CHECK(!tf_file_exists(tf_path("sample.h5.tmp")));
     char why[128];
     int r = verify_sample(p, &st, why, sizeof why);
     CHECK_MSG(r == 0, "verify=%d: %s %s", r, st.msg, why);
@@ -281,7 +216,7 @@ TEST(round_trip_sample) {
 TEST(round_trip_details) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("details.h5");
+    const char *p = tf_path("details.h5");
     dd2_h5 *h = NULL;
     CHECK_OK(dd2_h5_create(p, &h, &st), &st);
     if (!h) return;
@@ -394,7 +329,7 @@ TEST(list_datasets) {
     dd2_status st;
     dd2_status_clear(&st);
     dd2_h5 *h = NULL;
-    CHECK_OK(dd2_h5_open_read(tpath("sample.h5"), &h, &st), &st);
+    CHECK_OK(dd2_h5_open_read(tf_path("sample.h5"), &h, &st), &st);
     if (!h) return;
     name_list l = {.n = 0};
     CHECK_OK(dd2_h5_list_datasets(h, "params", collect_cb, &l, &st), &st);
@@ -420,7 +355,7 @@ TEST(list_datasets) {
 TEST(read_errors) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("sample.h5");
+    const char *p = tf_path("sample.h5");
     dd2_h5 *h = NULL;
     CHECK_OK(dd2_h5_open_read(p, &h, &st), &st);
     if (!h) return;
@@ -473,21 +408,21 @@ TEST(open_errors) {
     dd2_status_clear(&st);
     dd2_h5 *h = NULL;
     char want[600];
-    const char *missing = tpath("missing.h5");
+    const char *missing = tf_path("missing.h5");
     snprintf(want, sizeof want, "%s: cannot open: No such file or directory", missing);
     CHECK_ERR(dd2_h5_open_read(missing, &h, &st), DD2_ERR_INPUT, want);
     CHECK(h == NULL);
-    const char *txt = tpath("not_h5.h5");
+    const char *txt = tf_path("not_h5.h5");
     const char *junk = "this is a text file, not HDF5\n";
-    spit(txt, junk, strlen(junk));
+    tf_write_file(txt, junk, strlen(junk));
     snprintf(want, sizeof want, "%s: not an HDF5 file", txt);
     CHECK_ERR(dd2_h5_open_read(txt, &h, &st), DD2_ERR_INPUT, want);
-    const char *empty = tpath("empty.h5");
-    spit(empty, "", 0);
+    const char *empty = tf_path("empty.h5");
+    tf_write_file(empty, "", 0);
     CHECK_ERR(dd2_h5_open_read(empty, &h, &st), DD2_ERR_INPUT, "not an HDF5 file (empty file)");
-    CHECK_ERR(dd2_h5_open_read(g_dir, &h, &st), DD2_ERR_INPUT, "is a directory");
-    CHECK_ERR(dd2_h5_create(tpath("no/such/dir/x.h5"), &h, &st), DD2_ERR_RUNTIME, "cannot create HDF5 file");
-    CHECK_ERR(dd2_h5_create_atomic(tpath("no/such/dir/x.h5"), &h, &st), DD2_ERR_RUNTIME,
+    CHECK_ERR(dd2_h5_open_read(tf_dir, &h, &st), DD2_ERR_INPUT, "is a directory");
+    CHECK_ERR(dd2_h5_create(tf_path("no/such/dir/x.h5"), &h, &st), DD2_ERR_RUNTIME, "cannot create HDF5 file");
+    CHECK_ERR(dd2_h5_create_atomic(tf_path("no/such/dir/x.h5"), &h, &st), DD2_ERR_RUNTIME,
               "cannot create HDF5 file");
     CHECK(h == NULL);
     unlink(txt);
@@ -498,7 +433,7 @@ TEST(write_errors) {
     dd2_status st;
     dd2_status_clear(&st);
     dd2_h5 *h = NULL;
-    CHECK_OK(dd2_h5_create(tpath("werr.h5"), &h, &st), &st);
+    CHECK_OK(dd2_h5_create(tf_path("werr.h5"), &h, &st), &st);
     if (!h) return;
     float x[2] = {1, 2};
     CHECK_OK(dd2_h5_write_f32(h, "g/x", 1, (int64_t[]){2}, x, &st), &st);
@@ -519,7 +454,7 @@ TEST(write_errors) {
 TEST(foreign_file) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("foreign.h5");
+    const char *p = tf_path("foreign.h5");
     hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t d4 = 4, d5[5] = {1, 1, 1, 1, 2};
     hid_t s4 = H5Screate_simple(1, &d4, NULL), s5 = H5Screate_simple(5, d5, NULL), sc = H5Screate(H5S_SCALAR);
@@ -590,7 +525,7 @@ static int data_region(const char *path, const char *name, size_t *off, size_t *
 TEST(checksum_mismatch) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("modified.h5");
+    const char *p = tf_path("modified.h5");
     CHECK_OK(write_sample(p, &st), &st);
     /* 1: rewrite values through HDF5 without updating the checksum */
     hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -617,11 +552,11 @@ TEST(checksum_mismatch) {
     size_t off = 0, size = 0;
     CHECK(data_region(p, "data/order", &off, &size) == 0 && size == sizeof order);
     size_t len;
-    unsigned char *bytes = slurp(p, &len);
+    unsigned char *bytes = tf_read_file(p, &len);
     CHECK(bytes && off + size <= len);
     if (!bytes) return;
     bytes[off + 17] ^= 0x40;
-    spit(p, bytes, len);
+    tf_write_file(p, bytes, len);
     free(bytes);
     CHECK_OK(dd2_h5_open_read(p, &h, &st), &st);
     if (!h) return;
@@ -643,7 +578,7 @@ TEST(crc32_known_value) {
 TEST(slab_io) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("slabs.h5");
+    const char *p = tf_path("slabs.h5");
     float a[5 * 7 * 3];
     int64_t b[3 * 10];
     uint8_t c[1000];
@@ -701,9 +636,9 @@ TEST(slab_io) {
 TEST(truncation_sweep) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *src = tpath("sample.h5"), *dst = tpath("truncated.h5");
+    const char *src = tf_path("sample.h5"), *dst = tf_path("truncated.h5");
     size_t len;
-    unsigned char *bytes = slurp(src, &len);
+    unsigned char *bytes = tf_read_file(src, &len);
     CHECK(bytes && len > 1000);
     if (!bytes) return;
     size_t lens[64];
@@ -719,7 +654,7 @@ TEST(truncation_sweep) {
     int errors = 0;
     for (int i = 0; i < n; i++) {
         size_t tlen = all ? (size_t)i : lens[i];
-        spit(dst, bytes, tlen);
+        tf_write_file(dst, bytes, tlen);
         char why[128];
         dd2_status_clear(&st);
         int r = verify_sample(dst, &st, why, sizeof why);
@@ -736,9 +671,9 @@ TEST(truncation_sweep) {
 TEST(bitflip_sweep) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *src = tpath("sample.h5"), *dst = tpath("flipped.h5");
+    const char *src = tf_path("sample.h5"), *dst = tf_path("flipped.h5");
     size_t len;
-    unsigned char *bytes = slurp(src, &len);
+    unsigned char *bytes = tf_read_file(src, &len);
     CHECK(bytes != NULL);
     if (!bytes) return;
     /* raw-data regions of every dataset: a flip there must be caught by our checksum */
@@ -767,7 +702,7 @@ TEST(bitflip_sweep) {
         size_t pos = all_bits ? k / 8 : k;
         int bit = all_bits ? (int)(k % 8) : (int)((pos * 5 + 3) % 8);
         bytes[pos] ^= (unsigned char)(1u << bit);
-        spit(dst, bytes, len);
+        tf_write_file(dst, bytes, len);
         bytes[pos] ^= (unsigned char)(1u << bit);
         const char *in_data = NULL;
         for (int i = 0; i < n_names; i++)
@@ -823,15 +758,15 @@ static float read_one(const char *path) {
 TEST(atomic_h5) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("atomic.h5"), *tmp = tpath("atomic.h5.tmp");
+    const char *p = tf_path("atomic.h5"), *tmp = tf_path("atomic.h5.tmp");
     CHECK_OK(write_one(p, 1.0f, 1, 1, &st), &st);
-    CHECK(read_one(p) == 1.0f && !file_exists(tmp));
+    CHECK(read_one(p) == 1.0f && !tf_file_exists(tmp));
     /* aborted: old file intact, tmp gone */
     CHECK_OK(write_one(p, 2.0f, 1, 0, &st), &st);
-    CHECK(read_one(p) == 1.0f && !file_exists(tmp));
+    CHECK(read_one(p) == 1.0f && !tf_file_exists(tmp));
     /* committed replacement */
     CHECK_OK(write_one(p, 3.0f, 1, 1, &st), &st);
-    CHECK(read_one(p) == 3.0f && !file_exists(tmp));
+    CHECK(read_one(p) == 3.0f && !tf_file_exists(tmp));
     /* a crash in the middle (child dies without closing): old file intact, stale tmp left */
     fflush(NULL);
     pid_t pid = fork();
@@ -846,10 +781,10 @@ TEST(atomic_h5) {
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
     CHECK(read_one(p) == 3.0f);
-    CHECK(file_exists(tmp));
+    CHECK(tf_file_exists(tmp));
     /* the next writer reuses the stale tmp and commits */
     CHECK_OK(write_one(p, 4.0f, 1, 1, &st), &st);
-    CHECK(read_one(p) == 4.0f && !file_exists(tmp));
+    CHECK(read_one(p) == 4.0f && !tf_file_exists(tmp));
     /* a failed write on the handle: close refuses to commit */
     dd2_h5 *h;
     CHECK_OK(dd2_h5_create_atomic(p, &h, &st), &st);
@@ -857,55 +792,55 @@ TEST(atomic_h5) {
     CHECK_OK(dd2_h5_write_f32(h, "v", 1, (int64_t[]){4}, v, &st), &st);
     CHECK(dd2_h5_write_f32(h, "v", 1, (int64_t[]){4}, v, &st) == DD2_ERR_RUNTIME);
     CHECK_ERR(dd2_h5_close(h, &st), DD2_ERR_RUNTIME, "not committed: an earlier write to this file failed");
-    CHECK(read_one(p) == 4.0f && !file_exists(tmp));
+    CHECK(read_one(p) == 4.0f && !tf_file_exists(tmp));
     /* a non-atomic create writes in place */
-    CHECK_OK(write_one(tpath("direct.h5"), 6.0f, 0, 1, &st), &st);
-    CHECK(read_one(tpath("direct.h5")) == 6.0f && !file_exists(tpath("direct.h5.tmp")));
+    CHECK_OK(write_one(tf_path("direct.h5"), 6.0f, 0, 1, &st), &st);
+    CHECK(read_one(tf_path("direct.h5")) == 6.0f && !tf_file_exists(tf_path("direct.h5.tmp")));
     unlink(p);
-    unlink(tpath("direct.h5"));
+    unlink(tf_path("direct.h5"));
 }
 
 TEST(atomic_generic) {
     dd2_status st;
     dd2_status_clear(&st);
-    const char *p = tpath("LATEST"), *tmp = tpath("LATEST.tmp");
+    const char *p = tf_path("LATEST"), *tmp = tf_path("LATEST.tmp");
     CHECK_OK(dd2_atomic_write_text(p, "step_00000010\n", &st), &st);
     size_t len;
-    unsigned char *b = slurp(p, &len);
+    unsigned char *b = tf_read_file(p, &len);
     CHECK(b && len == 14 && memcmp(b, "step_00000010\n", 14) == 0);
     free(b);
     CHECK_OK(dd2_atomic_write_text(p, "step_00000020\n", &st), &st);
-    b = slurp(p, &len);
+    b = tf_read_file(p, &len);
     CHECK(b && len == 14 && memcmp(b, "step_00000020\n", 14) == 0);
     free(b);
-    CHECK(!file_exists(tmp));
+    CHECK(!tf_file_exists(tmp));
     /* begin / abort leaves the old file */
     dd2_atomic a;
     CHECK_OK(dd2_atomic_begin(&a, p, &st), &st);
     CHECK_STREQ(a.tmp_path, tmp);
-    spit(a.tmp_path, "garbage", 7);
+    tf_write_file(a.tmp_path, "garbage", 7);
     dd2_atomic_abort(&a);
-    b = slurp(p, &len);
+    b = tf_read_file(p, &len);
     CHECK(b && len == 14 && memcmp(b, "step_00000020\n", 14) == 0);
     free(b);
-    CHECK(!file_exists(tmp));
+    CHECK(!tf_file_exists(tmp));
     /* begin / commit */
     CHECK_OK(dd2_atomic_begin(&a, p, &st), &st);
-    spit(a.tmp_path, "new", 3);
+    tf_write_file(a.tmp_path, "new", 3);
     CHECK_OK(dd2_atomic_commit(&a, &st), &st);
-    b = slurp(p, &len);
+    b = tf_read_file(p, &len);
     CHECK(b && len == 3 && memcmp(b, "new", 3) == 0);
     free(b);
-    CHECK(!file_exists(tmp));
+    CHECK(!tf_file_exists(tmp));
     /* commit without a written tmp fails, old file stays */
     CHECK_OK(dd2_atomic_begin(&a, p, &st), &st);
     CHECK_ERR(dd2_atomic_commit(&a, &st), DD2_ERR_RUNTIME, "LATEST.tmp");
-    CHECK(file_exists(p));
-    CHECK_ERR(dd2_atomic_write_text(tpath("no/such/dir/LATEST"), "x", &st), DD2_ERR_RUNTIME, "cannot create");
+    CHECK(tf_file_exists(p));
+    CHECK_ERR(dd2_atomic_write_text(tf_path("no/such/dir/LATEST"), "x", &st), DD2_ERR_RUNTIME, "cannot create");
     CHECK_ERR(dd2_atomic_begin(&a, "", &st), DD2_ERR_INPUT, "empty path");
-    CHECK_OK(dd2_fsync_path(g_dir, &st), &st);
+    CHECK_OK(dd2_fsync_path(tf_dir, &st), &st);
     CHECK_OK(dd2_fsync_parent_dir(p, &st), &st);
-    CHECK_ERR(dd2_fsync_path(tpath("missing"), &st), DD2_ERR_RUNTIME, "missing: cannot open for fsync");
+    CHECK_ERR(dd2_fsync_path(tf_path("missing"), &st), DD2_ERR_RUNTIME, "missing: cannot open for fsync");
     unlink(p);
 }
 
@@ -913,13 +848,13 @@ TEST(commit_dir) {
     dd2_status st;
     dd2_status_clear(&st);
     char tmpd[512], fin[512], f[600];
-    snprintf(tmpd, sizeof tmpd, "%s/step_00000010.tmp", g_dir);
-    snprintf(fin, sizeof fin, "%s/step_00000010", g_dir);
+    snprintf(tmpd, sizeof tmpd, "%s/step_00000010.tmp", tf_dir);
+    snprintf(fin, sizeof fin, "%s/step_00000010", tf_dir);
     CHECK(mkdir(tmpd, 0755) == 0);
     snprintf(f, sizeof f, "%s/meta.h5", tmpd);
     CHECK_OK(write_one(f, 7.0f, 1, 1, &st), &st);
     CHECK_OK(dd2_commit_dir(tmpd, fin, &st), &st);
-    CHECK(!file_exists(tmpd));
+    CHECK(!tf_file_exists(tmpd));
     snprintf(f, sizeof f, "%s/meta.h5", fin);
     CHECK(read_one(f) == 7.0f);
     /* committing onto an existing non-empty directory fails and names both */
@@ -930,10 +865,10 @@ TEST(commit_dir) {
     CHECK(contains(st.msg, tmpd) && contains(st.msg, fin));
     snprintf(f, sizeof f, "%s/meta.h5", fin);
     CHECK(read_one(f) == 7.0f);
-    CHECK_ERR(dd2_commit_dir(tpath("nope.tmp"), fin, &st), DD2_ERR_RUNTIME,
+    CHECK_ERR(dd2_commit_dir(tf_path("nope.tmp"), fin, &st), DD2_ERR_RUNTIME,
               "nope.tmp: cannot commit directory");
-    remove_tree(tmpd);
-    remove_tree(fin);
+    tf_remove_tree(tmpd);
+    tf_remove_tree(fin);
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
@@ -972,7 +907,7 @@ int main(int argc, char **argv) {
     const char *to = getenv("DD2_TEST_TIMEOUT");
     alarm(to ? (unsigned)atoi(to) : 300u); /* a hang (e.g. on a damaged file) kills the test */
     if (getenv("DD2_H5_NO_FREELIST")) H5set_free_list_limits(0, 0, 0, 0, 0, 0);
-    make_tmpdir();
+    tf_make_tmpdir("h5io");
     RUN(round_trip_sample);
     RUN(round_trip_details);
     RUN(list_datasets);
@@ -988,7 +923,7 @@ int main(int argc, char **argv) {
     RUN(atomic_h5);
     RUN(atomic_generic);
     RUN(commit_dir);
-    remove_tree(g_dir);
+    tf_remove_tmpdir();
     if (use_mpi) MPI_Finalize();
     return test_summary();
 }

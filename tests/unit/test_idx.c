@@ -10,19 +10,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "test_files.h"
 #include "test_util.h"
 
-static char g_dir[64];
-
-/* ---- helpers: synthetic files in a temporary directory ---- */
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][256];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+/* ---- helpers: synthetic files in a temporary directory (tf_dir) ---- */
 
 static void put_be32(uint8_t *b, uint32_t v) {
     b[0] = (uint8_t)(v >> 24);
@@ -55,21 +46,6 @@ static int write_gz(const char *path, const uint8_t *b, size_t n) {
     return (gzclose(f) == Z_OK && ok) ? 0 : -1;
 }
 
-static int write_raw(const char *path, const uint8_t *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(b, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
-
-static size_t read_raw(const char *path, uint8_t *b, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, cap, f);
-    fclose(f);
-    return n;
-}
-
 enum { NIMG = 3, IMG_BYTES = 16 + NIMG * 28 * 28, LBL_BYTES = 8 + NIMG };
 static uint8_t g_img[IMG_BYTES], g_lbl[LBL_BYTES + 1];
 
@@ -80,8 +56,8 @@ static void make_pair(const char *prefix, int nimg, int nlbl) {
     uint32_t idims[3] = {(uint32_t)nimg, 28, 28}, ldims[1] = {(uint32_t)nlbl};
     static uint8_t ib[16 + 10 * 784], lb[8 + 10];
     size_t ni = make_idx(ib, 0x803, 3, idims, pixel), nl = make_idx(lb, 0x801, 1, ldims, label);
-    CHECK(write_gz(tmp_path(ip), ib, ni) == 0);
-    CHECK(write_gz(tmp_path(lp), lb, nl) == 0);
+    CHECK(write_gz(tf_path(ip), ib, ni) == 0);
+    CHECK(write_gz(tf_path(lp), lb, nl) == 0);
 }
 
 /* Expect dd2_idx_read(path) to fail with DD2_ERR_INPUT and a message holding each of subs[]. */
@@ -159,7 +135,7 @@ TEST(synthetic_pair_loads) {
     dd2_status st;
     dd2_status_clear(&st);
     dd2_fmnist ds;
-    CHECK_OK(dd2_fmnist_load(g_dir, "train", &ds, &st), &st);
+    CHECK_OK(dd2_fmnist_load(tf_dir, "train", &ds, &st), &st);
     CHECK(ds.n == NIMG && ds.h == 28 && ds.w == 28);
     int bad = 0;
     for (size_t i = 0; ds.images && i < (size_t)NIMG * 784; i++) bad += ds.images[i] != pixel(i);
@@ -167,9 +143,9 @@ TEST(synthetic_pair_loads) {
     CHECK_MSG(bad == 0 && ds.images, "%d bytes differ", bad);
     dd2_fmnist_free(&ds);
     /* an uncompressed IDX file is read too (zlib transparent mode) */
-    CHECK(write_raw(tmp_path("plain.idx"), g_img, IMG_BYTES) == 0);
+    CHECK(tf_write_file(tf_path("plain.idx"), g_img, IMG_BYTES) == 0);
     dd2_idx a;
-    CHECK_OK(dd2_idx_read(tmp_path("plain.idx"), &a, &st), &st);
+    CHECK_OK(dd2_idx_read(tf_path("plain.idx"), &a, &st), &st);
     CHECK(a.ndim == 3 && a.count == (size_t)NIMG * 784 && a.data &&
           memcmp(a.data, g_img + 16, a.count) == 0);
     dd2_idx_free(&a);
@@ -179,7 +155,7 @@ TEST(synthetic_pair_loads) {
 TEST(truncated_payload) {
     static const size_t cuts[] = {0, 2, 4, 10, 15, 16, 16 + 100, IMG_BYTES - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        const char *p = tmp_path("cut.gz");
+        const char *p = tf_path("cut.gz");
         CHECK(write_gz(p, g_img, cuts[i]) == 0);
         char what[64], exp[64], got[64];
         snprintf(what, sizeof what, "payload cut at %zu", cuts[i]);
@@ -193,47 +169,52 @@ TEST(truncated_payload) {
     uint8_t more[IMG_BYTES + 1];
     memcpy(more, g_img, IMG_BYTES);
     more[IMG_BYTES] = 7;
-    CHECK(write_gz(tmp_path("more.gz"), more, sizeof more) == 0);
-    expect_fail(tmp_path("more.gz"), "one extra byte", "1 unexpected bytes", NULL);
+    CHECK(write_gz(tf_path("more.gz"), more, sizeof more) == 0);
+    expect_fail(tf_path("more.gz"), "one extra byte", "1 unexpected bytes", NULL);
 }
 
 /* A gzip file cut short: inside the gzip header, the deflate data, or the trailer. */
 TEST(truncated_gzip_stream) {
-    static uint8_t gz[IMG_BYTES + 1024];
-    CHECK(write_gz(tmp_path("full.gz"), g_img, IMG_BYTES) == 0);
-    size_t n = read_raw(tmp_path("full.gz"), gz, sizeof gz);
-    CHECK(n > 40 && n < sizeof gz);
+    CHECK(write_gz(tf_path("full.gz"), g_img, IMG_BYTES) == 0);
+    size_t n;
+    uint8_t *gz = tf_read_file(tf_path("full.gz"), &n);
+    CHECK(n > 40 && n < IMG_BYTES + 1024);
+    if (!gz) return;
     size_t cuts[] = {0, 1, 2, 5, 10, 12, n / 4, n / 2, n - 9, n - 8, n - 4, n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         char what[64];
         snprintf(what, sizeof what, "gzip file of %zu bytes cut at %zu", n, cuts[i]);
-        CHECK(write_raw(tmp_path("cutgz.gz"), gz, cuts[i]) == 0);
-        expect_fail(tmp_path("cutgz.gz"), what, "truncated", "expected");
+        CHECK(tf_write_file(tf_path("cutgz.gz"), gz, cuts[i]) == 0);
+        expect_fail(tf_path("cutgz.gz"), what, "truncated", "expected");
     }
+    free(gz);
 }
 
 /* Damaged compressed bytes: deflate data, CRC, length. Always an input error, never a crash. */
 TEST(corrupt_gzip) {
-    static uint8_t gz[IMG_BYTES + 1024];
-    CHECK(write_gz(tmp_path("full.gz"), g_img, IMG_BYTES) == 0);
-    size_t n = read_raw(tmp_path("full.gz"), gz, sizeof gz);
+    CHECK(write_gz(tf_path("full.gz"), g_img, IMG_BYTES) == 0);
+    size_t n;
+    uint8_t *gz = tf_read_file(tf_path("full.gz"), &n);
+    CHECK(gz != NULL);
+    if (!gz) return;
     size_t pos[] = {n - 8, n - 5, n - 3, n - 1}; /* CRC32 and ISIZE */
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
         gz[pos[i]] ^= 0x5a;
-        CHECK(write_raw(tmp_path("bad.gz"), gz, n) == 0);
+        CHECK(tf_write_file(tf_path("bad.gz"), gz, n) == 0);
         gz[pos[i]] ^= 0x5a;
         char what[64];
         snprintf(what, sizeof what, "byte %zu of %zu flipped", pos[i], n);
-        expect_fail(tmp_path("bad.gz"), what, "corrupt gzip data", "zlib");
+        expect_fail(tf_path("bad.gz"), what, "corrupt gzip data", "zlib");
     }
     for (size_t p = 12; p < n - 8; p += (n - 20) / 7) { /* inside the deflate data */
         gz[p] ^= 0xff;
-        CHECK(write_raw(tmp_path("bad.gz"), gz, n) == 0);
+        CHECK(tf_write_file(tf_path("bad.gz"), gz, n) == 0);
         gz[p] ^= 0xff;
         char what[64];
         snprintf(what, sizeof what, "byte %zu of %zu flipped", p, n);
-        expect_fail(tmp_path("bad.gz"), what, NULL, NULL);
+        expect_fail(tf_path("bad.gz"), what, NULL, NULL);
     }
+    free(gz);
 }
 
 TEST(wrong_magic_and_dims) {
@@ -250,8 +231,8 @@ TEST(wrong_magic_and_dims) {
                  {0x00000805u, "5 dimensions"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = make_idx(b, cases[i].magic, 3, d3, pixel);
-        CHECK(write_gz(tmp_path("magic.gz"), b, n) == 0);
-        expect_fail(tmp_path("magic.gz"), cases[i].msg, "bad magic", cases[i].msg);
+        CHECK(write_gz(tf_path("magic.gz"), b, n) == 0);
+        expect_fail(tf_path("magic.gz"), cases[i].msg, "bad magic", cases[i].msg);
     }
     /* the loader wants images where images belong, labels where labels belong, 28x28 */
     dd2_status st;
@@ -259,24 +240,24 @@ TEST(wrong_magic_and_dims) {
     dd2_fmnist ds;
     make_pair("train", NIMG, NIMG);
     size_t n = make_idx(b, 0x801, 1, d1, label); /* a labels file in the images' place */
-    CHECK(write_gz(tmp_path("train-images-idx3-ubyte.gz"), b, n) == 0);
-    CHECK(dd2_fmnist_load(g_dir, "train", &ds, &st) == DD2_ERR_INPUT);
+    CHECK(write_gz(tf_path("train-images-idx3-ubyte.gz"), b, n) == 0);
+    CHECK(dd2_fmnist_load(tf_dir, "train", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "0x00000801") && strstr(st.msg, "0x00000803"), "%s", st.msg);
     CHECK(ds.images == NULL && ds.labels == NULL);
     uint32_t d27[3] = {NIMG, 27, 28};
     n = make_idx(b, 0x803, 3, d27, pixel);
-    CHECK(write_gz(tmp_path("train-images-idx3-ubyte.gz"), b, n) == 0);
-    CHECK(dd2_fmnist_load(g_dir, "train", &ds, &st) == DD2_ERR_INPUT);
+    CHECK(write_gz(tf_path("train-images-idx3-ubyte.gz"), b, n) == 0);
+    CHECK(dd2_fmnist_load(tf_dir, "train", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "27x28") && strstr(st.msg, "28x28"), "%s", st.msg);
     /* a label out of range */
     make_pair("train", NIMG, NIMG);
     uint8_t lb[LBL_BYTES];
     n = make_idx(lb, 0x801, 1, d1, label);
     lb[8 + 1] = 10;
-    CHECK(write_gz(tmp_path("train-labels-idx1-ubyte.gz"), lb, n) == 0);
-    CHECK(dd2_fmnist_load(g_dir, "train", &ds, &st) == DD2_ERR_INPUT);
+    CHECK(write_gz(tf_path("train-labels-idx1-ubyte.gz"), lb, n) == 0);
+    CHECK(dd2_fmnist_load(tf_dir, "train", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "label 10 at index 1"), "%s", st.msg);
-    CHECK(dd2_fmnist_load(g_dir, "validation", &ds, &st) == DD2_ERR_INPUT);
+    CHECK(dd2_fmnist_load(tf_dir, "validation", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "unknown split"), "%s", st.msg);
 }
 
@@ -285,7 +266,7 @@ TEST(count_mismatch) {
     dd2_status st;
     dd2_status_clear(&st);
     dd2_fmnist ds;
-    CHECK(dd2_fmnist_load(g_dir, "test", &ds, &st) == DD2_ERR_INPUT);
+    CHECK(dd2_fmnist_load(tf_dir, "test", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "holds 3 images") && strstr(st.msg, "holds 4 labels"), "%s", st.msg);
     CHECK(ds.images == NULL && ds.labels == NULL);
 }
@@ -294,7 +275,7 @@ TEST(missing_files) {
     dd2_status st;
     dd2_status_clear(&st);
     dd2_fmnist ds;
-    const char *empty = tmp_path("empty-dir");
+    const char *empty = tf_path("empty-dir");
     CHECK(mkdir(empty, 0700) == 0 || errno == EEXIST);
     CHECK(dd2_fmnist_load(empty, "train", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "train-images-idx3-ubyte.gz: not found") &&
@@ -306,31 +287,17 @@ TEST(missing_files) {
     CHECK_MSG(strstr(st.msg, "t10k-images-idx3-ubyte.gz: not found"), "%s", st.msg);
     /* images present, labels missing */
     make_pair("train", NIMG, NIMG);
-    unlink(tmp_path("train-labels-idx1-ubyte.gz"));
-    CHECK(dd2_fmnist_load(g_dir, "train", &ds, &st) == DD2_ERR_INPUT);
+    unlink(tf_path("train-labels-idx1-ubyte.gz"));
+    CHECK(dd2_fmnist_load(tf_dir, "train", &ds, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "train-labels-idx1-ubyte.gz: not found"), "%s", st.msg);
-    expect_fail(tmp_path("no-such-file.gz"), "missing file", "not found", NULL);
+    expect_fail(tf_path("no-such-file.gz"), "missing file", "not found", NULL);
     rmdir(empty);
-}
-
-static void cleanup(void) {
-    static const char *names[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-                                  "plain.idx", "cut.gz", "more.gz", "full.gz", "cutgz.gz",
-                                  "bad.gz", "magic.gz"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_path(names[i]));
-    rmdir(tmp_path("empty-dir"));
-    if (rmdir(g_dir) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
 }
 
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    snprintf(g_dir, sizeof g_dir, "%s", "/tmp/dd2-test-idx-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tf_make_tmpdir("idx");
     uint32_t d3[3] = {NIMG, 28, 28}, d1[1] = {NIMG};
     make_idx(g_img, 0x803, 3, d3, pixel);
     make_idx(g_lbl, 0x801, 1, d1, label);
@@ -343,6 +310,6 @@ int main(int argc, char **argv) {
     RUN(wrong_magic_and_dims);
     RUN(count_mismatch);
     RUN(missing_files);
-    cleanup();
+    tf_remove_tmpdir();
     return test_summary();
 }

@@ -2,39 +2,14 @@
  * uint8 and float, atomic writes, and bad / truncated PNGs read without crashing. */
 #include "io/png_io.h"
 
-#include <errno.h>
 #include <png.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "test_files.h"
 #include "test_util.h"
-
-static char g_dir[64];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static size_t read_raw(const char *path, uint8_t *b, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, cap, f);
-    fclose(f);
-    return n;
-}
-
-static int write_raw(const char *path, const uint8_t *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(b, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
 
 /* The expected grid pixel, computed from the output coordinates back to the source (the
  * inverse of how the writer composes). */
@@ -72,7 +47,7 @@ static void roundtrip(const grid_case *g, int pass_rows, int pass_cols, const ch
     dd2_status st;
     dd2_status_clear(&st);
     dd2_grid spec = {pass_rows, pass_cols, g->pad, g->pad_value, g->scale, g->planar};
-    const char *path = tmp_path(name);
+    const char *path = tf_path(name);
     int rc = g->u8 ? dd2_png_write_grid_u8(path, g->u8, g->n, g->h, g->w, g->c, &spec, &st)
                    : dd2_png_write_grid_f32(path, g->f32, g->n, g->h, g->w, g->c, &spec, &st);
     CHECK_MSG(rc == DD2_OK, "%s: write rc=%d %s", name, rc, st.msg);
@@ -109,13 +84,13 @@ TEST(tiny_grid_literal) {
     dd2_status_clear(&st);
     uint8_t px = 7;
     dd2_grid g = {1, 1, 1, 9, 2, 0};
-    CHECK_OK(dd2_png_write_grid_u8(tmp_path("tiny.png"), &px, 1, 1, 1, 1, &g, &st), &st);
+    CHECK_OK(dd2_png_write_grid_u8(tf_path("tiny.png"), &px, 1, 1, 1, 1, &g, &st), &st);
     dd2_png_image im;
-    CHECK_OK(dd2_png_read(tmp_path("tiny.png"), &im, &st), &st);
+    CHECK_OK(dd2_png_read(tf_path("tiny.png"), &im, &st), &st);
     static const uint8_t want[16] = {9, 9, 9, 9, 9, 7, 7, 9, 9, 7, 7, 9, 9, 9, 9, 9};
     CHECK(im.h == 4 && im.w == 4 && im.c == 1 && im.data && memcmp(im.data, want, 16) == 0);
     dd2_png_image_free(&im);
-    unlink(tmp_path("tiny.png"));
+    unlink(tf_path("tiny.png"));
 }
 
 TEST(gray_u8_grid_roundtrip) {
@@ -184,7 +159,7 @@ TEST(single_image_and_overwrite) {
         a[i] = (uint8_t)i;
         b[i] = (uint8_t)(255 - i);
     }
-    const char *p = tmp_path("one.png");
+    const char *p = tf_path("one.png");
     CHECK_OK(dd2_png_write(p, a, 2, 3, 3, &st), &st);
     CHECK_OK(dd2_png_write(p, b, 2, 3, 3, &st), &st); /* replaces the file */
     dd2_png_image im;
@@ -199,11 +174,11 @@ TEST(write_errors) {
     dd2_status_clear(&st);
     uint8_t px[64] = {0};
     dd2_grid g = {2, 2, 1, 0, 1, 0};
-    const char *nodir = tmp_path("no-such-dir/x.png");
+    const char *nodir = tf_path("no-such-dir/x.png");
     CHECK(dd2_png_write_grid_u8(nodir, px, 4, 2, 2, 1, &g, &st) == DD2_ERR_RUNTIME);
     CHECK_MSG(strstr(st.msg, "x.png.tmp: cannot create"), "%s", st.msg);
     CHECK(access(nodir, F_OK) != 0);
-    const char *p = tmp_path("bad.png");
+    const char *p = tf_path("bad.png");
     CHECK(dd2_png_write_grid_u8(p, px, 5, 2, 2, 1, &g, &st) == DD2_ERR_INPUT); /* 5 > 2x2 */
     CHECK_MSG(strstr(st.msg, "do not fit"), "%s", st.msg);
     CHECK(dd2_png_write_grid_u8(p, px, 4, 2, 2, 2, &g, &st) == DD2_ERR_INPUT); /* c = 2 */
@@ -224,16 +199,17 @@ TEST(read_bad_files) {
     static uint8_t img[N * H * W * 3];
     for (int i = 0; i < N * H * W * 3; i++) img[i] = (uint8_t)((i * 2654435761u) >> 24);
     dd2_grid g = {3, 4, 1, 0, 1, 0};
-    const char *good = tmp_path("good.png");
+    const char *good = tf_path("good.png");
     CHECK_OK(dd2_png_write_grid_u8(good, img, N, H, W, 3, &g, &st), &st);
-    static uint8_t raw[64 * 1024];
-    size_t n = read_raw(good, raw, sizeof raw);
-    CHECK(n > 1000 && n < sizeof raw);
+    size_t n;
+    uint8_t *raw = tf_read_file(good, &n);
+    CHECK(n > 1000 && n < 64 * 1024);
+    if (!raw) return;
     dd2_png_image im;
     size_t cuts[] = {0, 4, 7, 8, 12, 16, 33, 40, 60, n / 2, n - 20, n - 13, n - 12, n - 5, n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        const char *p = tmp_path("cut.png");
-        CHECK(write_raw(p, raw, cuts[i]) == 0);
+        const char *p = tf_path("cut.png");
+        CHECK(tf_write_file(p, raw, cuts[i]) == 0);
         int rc = dd2_png_read(p, &im, &st);
         CHECK_MSG(rc == DD2_ERR_INPUT && im.data == NULL, "cut at %zu of %zu: rc=%d", cuts[i], n, rc);
         CHECK_MSG(strstr(st.msg, cuts[i] < 8 ? "not a PNG" : "invalid or truncated PNG"),
@@ -242,23 +218,24 @@ TEST(read_bad_files) {
     size_t flips[] = {1, 20, 30, 45, n / 3, n / 2, n - 6}; /* signature, IHDR, IDAT, IEND CRC */
     for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
         raw[flips[i]] ^= 0x40;
-        CHECK(write_raw(tmp_path("flip.png"), raw, n) == 0);
+        CHECK(tf_write_file(tf_path("flip.png"), raw, n) == 0);
         raw[flips[i]] ^= 0x40;
-        int rc = dd2_png_read(tmp_path("flip.png"), &im, &st);
+        int rc = dd2_png_read(tf_path("flip.png"), &im, &st);
         CHECK_MSG(rc == DD2_ERR_INPUT && im.data == NULL, "byte %zu flipped: rc=%d", flips[i], rc);
     }
     static const char text[] = "this is not a PNG file at all\n";
-    CHECK(write_raw(tmp_path("text.png"), (const uint8_t *)text, sizeof text) == 0);
-    CHECK(dd2_png_read(tmp_path("text.png"), &im, &st) == DD2_ERR_INPUT);
+    CHECK(tf_write_file(tf_path("text.png"), (const uint8_t *)text, sizeof text) == 0);
+    CHECK(dd2_png_read(tf_path("text.png"), &im, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "not a PNG"), "%s", st.msg);
-    CHECK(dd2_png_read(tmp_path("missing.png"), &im, &st) == DD2_ERR_INPUT);
+    CHECK(dd2_png_read(tf_path("missing.png"), &im, &st) == DD2_ERR_INPUT);
     CHECK_MSG(strstr(st.msg, "cannot open"), "%s", st.msg);
-    CHECK(dd2_png_read(g_dir, &im, &st) == DD2_ERR_INPUT); /* a directory */
+    CHECK(dd2_png_read(tf_dir, &im, &st) == DD2_ERR_INPUT); /* a directory */
     /* the untouched file still reads */
-    CHECK(write_raw(tmp_path("again.png"), raw, n) == 0);
-    CHECK_OK(dd2_png_read(tmp_path("again.png"), &im, &st), &st);
+    CHECK(tf_write_file(tf_path("again.png"), raw, n) == 0);
+    CHECK_OK(dd2_png_read(tf_path("again.png"), &im, &st), &st);
     CHECK(im.data && memcmp(im.data + ((size_t)1 * im.w + 1) * 3, img, 3) == 0);
     dd2_png_image_free(&im);
+    free(raw);
 }
 
 /* PNGs not written by us (libpng's simplified API): palette and 16-bit gray + alpha. */
@@ -275,10 +252,10 @@ TEST(read_other_formats) {
     uint8_t cmap[12] = {0, 0, 0, 255, 0, 0, 0, 255, 0, 10, 20, 30};
     uint8_t idx[15];
     for (int i = 0; i < 15; i++) idx[i] = (uint8_t)(i % 4);
-    CHECK(png_image_write_to_file(&pi, tmp_path("pal.png"), 0, idx, 0, cmap));
+    CHECK(png_image_write_to_file(&pi, tf_path("pal.png"), 0, idx, 0, cmap));
     png_image_free(&pi);
     dd2_png_image im;
-    CHECK_OK(dd2_png_read(tmp_path("pal.png"), &im, &st), &st);
+    CHECK_OK(dd2_png_read(tf_path("pal.png"), &im, &st), &st);
     CHECK(im.h == 3 && im.w == 5 && im.c == 3);
     int bad = 0;
     for (int i = 0; im.data && i < 15; i++) bad += memcmp(im.data + 3 * i, cmap + 3 * idx[i], 3) != 0;
@@ -295,9 +272,9 @@ TEST(read_other_formats) {
         ga[2 * i] = (uint16_t)(i * 8000); /* gray, linear 16-bit */
         ga[2 * i + 1] = 65535;            /* opaque */
     }
-    CHECK(png_image_write_to_file(&pi, tmp_path("ga16.png"), 0, ga, 0, NULL));
+    CHECK(png_image_write_to_file(&pi, tf_path("ga16.png"), 0, ga, 0, NULL));
     png_image_free(&pi);
-    CHECK_OK(dd2_png_read(tmp_path("ga16.png"), &im, &st), &st);
+    CHECK_OK(dd2_png_read(tf_path("ga16.png"), &im, &st), &st);
     CHECK(im.h == 2 && im.w == 4 && im.c == 1);
     bad = 0;
     for (int i = 0; im.data && i < 8; i++) bad += abs((int)im.data[i] - (ga[2 * i] >> 8)) > 1;
@@ -305,24 +282,10 @@ TEST(read_other_formats) {
     dd2_png_image_free(&im);
 }
 
-static void cleanup(void) {
-    static const char *names[] = {"tiny.png", "gray.png", "gray2.png", "gray3.png", "classes.png",
-                                  "one.png", "good.png", "cut.png", "flip.png", "text.png",
-                                  "again.png", "pal.png", "ga16.png", "rgb_u8_hwc.png",
-                                  "rgb_u8_chw.png", "rgb_f32_chw.png", "rgb_f32_hwc.png",
-                                  "gray_f32.png"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_path(names[i]));
-    if (rmdir(g_dir) != 0) fprintf(stderr, "warning: could not remove %s: %s\n", g_dir, strerror(errno));
-}
-
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
-    snprintf(g_dir, sizeof g_dir, "%s", "/tmp/dd2-test-png-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tf_make_tmpdir("png");
     RUN(tiny_grid_literal);
     RUN(gray_u8_grid_roundtrip);
     RUN(rgb_grid_roundtrip);
@@ -331,6 +294,6 @@ int main(int argc, char **argv) {
     RUN(write_errors);
     RUN(read_bad_files);
     RUN(read_other_formats);
-    cleanup();
+    tf_remove_tmpdir();
     return test_summary();
 }
