@@ -45,7 +45,7 @@ typedef struct dd2_float_list {
 /* Enum-valued keys hold one of these (the schema's value names are in the same order). */
 enum dd2_vq_init { DD2_VQ_INIT_KMEANSPP, DD2_VQ_INIT_RANDOM };                 /* vq.init */
 enum dd2_input_map { DD2_INPUT_MAP_LINEAR, DD2_INPUT_MAP_MLP };               /* model.input_map */
-enum dd2_rope { DD2_ROPE_2D, DD2_ROPE_1D };                                    /* model.rope */
+enum dd2_cfg_rope { DD2_CFG_ROPE_2D, DD2_CFG_ROPE_1D };                        /* model.rope */
 enum dd2_lr_schedule { DD2_SCHEDULE_CONSTANT, DD2_SCHEDULE_COSINE };          /* teacher.schedule */
 enum dd2_teacher_input { DD2_TEACHER_INPUT_CONTINUOUS, DD2_TEACHER_INPUT_QUANTIZED }; /* teacher.input */
 enum dd2_sample_model { DD2_SAMPLE_GENERATOR, DD2_SAMPLE_TEACHER, DD2_SAMPLE_ARDIFF }; /* sample.model */
@@ -90,8 +90,7 @@ typedef struct dd2_config {
         int n_heads;
         int mlp_hidden;    /* 0: 4 * d_model */
         int input_map;     /* enum dd2_input_map */
-        int rope;          /* enum dd2_rope */
-        double norm_eps;
+        int rope;          /* enum dd2_cfg_rope */
     } model;
     struct {
         int width;

@@ -51,7 +51,7 @@
 /* enum value names, indexed by the C enum constants of config.h */
 static const char *const vq_init_names[] = {[DD2_VQ_INIT_KMEANSPP] = "kmeans++", [DD2_VQ_INIT_RANDOM] = "random", NULL};
 static const char *const input_map_names[] = {[DD2_INPUT_MAP_LINEAR] = "linear", [DD2_INPUT_MAP_MLP] = "mlp", NULL};
-static const char *const rope_names[] = {[DD2_ROPE_2D] = "2d", [DD2_ROPE_1D] = "1d", NULL};
+static const char *const rope_names[] = {[DD2_CFG_ROPE_2D] = "2d", [DD2_CFG_ROPE_1D] = "1d", NULL};
 static const char *const schedule_names[] = {[DD2_SCHEDULE_CONSTANT] = "constant", [DD2_SCHEDULE_COSINE] = "cosine", NULL};
 static const char *const teacher_input_names[] = {[DD2_TEACHER_INPUT_CONTINUOUS] = "continuous",
                                                   [DD2_TEACHER_INPUT_QUANTIZED] = "quantized", NULL};
@@ -101,7 +101,6 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("model.mlp_hidden", model.mlp_hidden, 0, 1048576, "0", "hidden width of the block MLP (0: 4 * model.d_model)"),
     K_ENUM("model.input_map", model.input_map, input_map_names, "linear", "map from a continuous token in R^C to the model width: Linear or Linear-SiLU-Linear"),
     K_ENUM("model.rope", model.rope, rope_names, "2d", "rotary position embedding: 2d over the token grid (LlamaGen) or 1d over the sequence"),
-    K_FLOAT("model.norm_eps", model.norm_eps, 0, 1, OPEN_BOTH, "1e-5", "RMSNorm epsilon"),
 
     /* head: the MLP diffusion head (MAR's SimpleMLPAdaLN) */
     K_INT("head.width", head.width, 8, 65536, "128", "head width W (keep it near model.d_model for small backbones)"),

@@ -117,7 +117,7 @@ TEST(good_config_values) {
     CHECK(c.data.train_limit == 1000 && c.data.test_limit == 0);
     CHECK(c.vq.codes == 256 && c.vq.patch == 7 && c.vq.init == DD2_VQ_INIT_RANDOM);
     CHECK(c.model.d_model == 96 && c.model.n_heads == 6 && c.model.input_map == DD2_INPUT_MAP_MLP);
-    CHECK_NEAR(c.model.norm_eps, 1e-6, 0);
+    CHECK(c.model.mlp_hidden == 256);
     CHECK(c.head.width == 64 && c.head.depth == 2);
     CHECK(c.teacher.steps == 10000);
     CHECK_NEAR(c.teacher.lr, 5e-4, 0);
@@ -170,7 +170,7 @@ TEST(round_trip) {
     snprintf(c.data.dir, sizeof c.data.dir, "/dätä/Ψ/%s", "[not a list]");
     snprintf(c.vq.codebook, sizeof c.vq.codebook, "- 12: {x}\nline\r\x01\x7f'end'");
     c.teacher.lr = 1.0 / 3.0;
-    c.model.norm_eps = 1e-300;
+    c.ardiff.lr = 1e-300;
     c.teacher.grad_clip = 1.2345678901234567e300;
     c.distill.csd.alpha = 0.1 + 0.2;
     c.distill.t_min = 0.1;

@@ -1,0 +1,12 @@
+/* `dd2 bench <what> [CONFIG]`: speed tables, measured in one run (ratios, not absolute claims).
+ *   ops — sgemm GFLOP/s at the model's shapes as % of this core's measured FMA peak, and the
+ *         backbone's forward and forward+backward tokens/s, with 1 and 2 BLAS threads. */
+#ifndef DD2_TRAIN_BENCH_H
+#define DD2_TRAIN_BENCH_H
+
+#include "core/status.h"
+#include "io/config.h"
+
+int dd2_bench_ops(const dd2_config *cfg, double seconds_per_case, dd2_status *st);
+
+#endif

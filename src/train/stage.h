@@ -1,0 +1,50 @@
+/* What every pipeline stage gets: the resolved config, the MPI layout and the run directory.
+ *
+ * Run directory layout (docs/pipeline.md):  <run.out_dir>/<run.name>/
+ *     config.yaml          the resolved config of the last command (rank 0 writes it)
+ *     metrics.jsonl        one JSON object per logged step, all stages (rank 0 appends)
+ *     vq/                  tokenizer: codebook.h5, tokens.h5
+ *     fid/                 feature network and reference statistics
+ *     teacher/             checkpoints (step_XXXXXXXX/, LATEST) and the final teacher.h5
+ *     samples/             sampled tokens (.h5) and PNG grids
+ *     eval/                the FID / speed table
+ * A stage is finished when its final output file exists (written atomically); `dd2 pipeline`
+ * skips finished stages.
+ */
+#ifndef DD2_TRAIN_STAGE_H
+#define DD2_TRAIN_STAGE_H
+
+#include <stddef.h>
+
+#include "core/status.h"
+#include "dist/mpi_env.h"
+#include "io/config.h"
+
+typedef struct dd2_stage_ctx {
+    const dd2_config *cfg;
+    const dd2_mpi_env *env;
+    char run_dir[1024];         /* <out_dir>/<name>, created by dd2_stage_ctx_init on rank 0 */
+} dd2_stage_ctx;
+
+/* Fill ctx and create the run directory (rank 0; everyone waits for it). */
+int dd2_stage_ctx_init(dd2_stage_ctx *ctx, const dd2_config *cfg, const dd2_mpi_env *env, dd2_status *st);
+
+/* out = <run_dir>/<rel> (rel may contain '/'); DD2_ERR_RUNTIME if it does not fit. */
+int dd2_stage_path(const dd2_stage_ctx *ctx, const char *rel, char *out, size_t n, dd2_status *st);
+
+/* mkdir -p <run_dir>/<rel> (rank 0 only; call on all ranks, it synchronises). */
+int dd2_stage_mkdir(const dd2_stage_ctx *ctx, const char *rel, dd2_status *st);
+
+/* mkdir -p for any path (no MPI). */
+int dd2_mkdir_p(const char *path, dd2_status *st);
+
+/* 1 if the file exists (any rank). */
+int dd2_file_exists(const char *path);
+
+/* Append one line of JSON to <run_dir>/metrics.jsonl (rank 0 only; others return at once).
+ * `json_fields` is the inside of the object without braces, e.g. "\"loss\": 2.31"; the stage
+ * name, step and wall time are added. */
+int dd2_metrics_append(const dd2_stage_ctx *ctx, const char *stage, long step, const char *json_fields,
+                       dd2_status *st);
+
+#endif
