@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "dist/mpi_env.h"
 #include "io/config.h"
+#include "train/bench.h"
 #include "train/cli.h"
 
 #ifdef DD2_CUDA
@@ -33,10 +34,12 @@ typedef struct {
 
 static int cmd_config(const dd2_cli *cli, dd2_status *st);
 static int cmd_version(const dd2_cli *cli, dd2_status *st);
+static int cmd_bench(const dd2_cli *cli, dd2_status *st);
 
 static const command commands[] = {
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",
      cmd_config, 0},
+    {"bench", "ops [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench, 0},
     {"version", "", "print version, build and backend information", cmd_version, 0},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
@@ -94,9 +97,18 @@ static int cmd_config(const dd2_cli *cli, dd2_status *st) {
     if (cli->n_positional != 1)
         return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 config CONFIG [--set key=value]... | dd2 config --schema");
     dd2_config cfg;
-    DD2_TRY(dd2_cli_load_config(cli, &cfg, st));
+    DD2_TRY(dd2_cli_load_config(cli, cli->positional[0], &cfg, st));
     if (dd2_rank() <= 0) dd2_config_print(stdout, &cfg);
     return DD2_OK;
+}
+
+static int cmd_bench(const dd2_cli *cli, dd2_status *st) {
+    if (cli->n_positional < 1 || cli->n_positional > 2 || strcmp(cli->positional[0], "ops") != 0)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 bench ops [CONFIG]");
+    if (dd2_world_size() > 1) return DD2_FAIL(st, DD2_ERR_INPUT, "dd2 bench ops runs as a single process");
+    dd2_config cfg;
+    DD2_TRY(dd2_cli_load_config(cli, cli->n_positional == 2 ? cli->positional[1] : NULL, &cfg, st));
+    return dd2_bench_ops(&cfg, 0.3, st);
 }
 
 /* If OpenBLAS picked a slow generic kernel, set OPENBLAS_CORETYPE and re-execute (once). */

@@ -75,16 +75,16 @@ int dd2_cli_parse(int argc, char **argv, dd2_cli *cli, dd2_status *st) {
     return DD2_OK;
 }
 
-int dd2_cli_load_config(const dd2_cli *cli, dd2_config *cfg, dd2_status *st) {
-    if (cli->n_positional < 1) return DD2_FAIL(st, DD2_ERR_INPUT, "%s: missing CONFIG argument", cli->command);
-    const char *path = cli->positional[0];
+int dd2_cli_load_config(const dd2_cli *cli, const char *path, dd2_config *cfg, dd2_status *st) {
     char *bytes = NULL;
     size_t len = 0;
     int rc = DD2_OK;
-    if (dd2_rank() <= 0) rc = dd2_config_read_file(path, &bytes, &len, st);
-    rc = dd2_bcast_bytes(&bytes, &len, 0, rc, st);
+    if (path) {
+        if (dd2_rank() <= 0) rc = dd2_config_read_file(path, &bytes, &len, st);
+        rc = dd2_bcast_bytes(&bytes, &len, 0, rc, st);
+    }
     if (rc == DD2_OK) rc = dd2_config_defaults(cfg);
-    if (rc == DD2_OK) rc = dd2_config_parse(cfg, path, bytes, len, st);
+    if (rc == DD2_OK && path) rc = dd2_config_parse(cfg, path, bytes, len, st);
     for (int i = 0; rc == DD2_OK && i < cli->n_sets; i++) rc = dd2_config_set(cfg, cli->sets[i], st);
     if (rc == DD2_OK) rc = dd2_config_check(cfg, st); /* rules between keys, after all overrides */
     free(bytes);

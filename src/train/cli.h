@@ -26,9 +26,9 @@ typedef struct dd2_cli {
 /* Parse argv. Unknown flags and missing flag values are DD2_ERR_INPUT. */
 int dd2_cli_parse(int argc, char **argv, dd2_cli *cli, dd2_status *st);
 
-/* Load the config named by the first positional argument: rank 0 reads the file, the bytes are
- * broadcast, every rank parses them and applies the --set overrides. Failures are collective
- * (every rank returns the same error). Requires MPI to be started. */
-int dd2_cli_load_config(const dd2_cli *cli, dd2_config *cfg, dd2_status *st);
+/* Load the config file `path` (NULL: defaults only): rank 0 reads the file, the bytes are
+ * broadcast, every rank parses them and applies the --set overrides, then the cross-key rules are
+ * checked. Failures are collective (every rank returns the same error). Requires MPI. */
+int dd2_cli_load_config(const dd2_cli *cli, const char *path, dd2_config *cfg, dd2_status *st);
 
 #endif
