@@ -67,10 +67,12 @@ endif
 
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all test run bench deps clean help
 .SECONDARY:
-all: $(BUILD)/dd2 $(TEST_BINS)
+all: $(BUILD)/dd2 $(TEST_BINS) $(TOOL_BINS)
 
 # switching CUDA=0/1 rebuilds everything (the objects differ)
 $(STAMP):
@@ -100,6 +102,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdd2.a
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdd2.a
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/tests/unit/%.o: CFLAGS += -Itests
 
 test: all
@@ -121,4 +128,5 @@ help:
 	@echo "make deps                      install the Debian packages (root)"
 	@echo "make clean                     remove build/"
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/src/main.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+-include $(LIB_OBJS:.o=.d) $(BUILD)/src/main.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) \
+         $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%.d)

@@ -7,11 +7,17 @@
 #include <unistd.h>
 
 #include "core/blas_setup.h"
+
+void openblas_set_num_threads(int n);
 #include "core/log.h"
 #include "core/status.h"
 #include "dist/mpi_env.h"
 #include "io/config.h"
+#include "io/atomic_file.h"
 #include "train/bench.h"
+#include "train/fid_stage.h"
+#include "train/stage.h"
+#include "train/stages.h"
 #include "train/cli.h"
 
 #ifdef DD2_CUDA
@@ -23,13 +29,14 @@
 #endif
 
 typedef int (*cmd_fn)(const dd2_cli *cli, dd2_status *st);
+typedef int (*stage_fn)(const dd2_stage_ctx *ctx, dd2_status *st);
 
 typedef struct {
     const char *name;
     const char *args;
     const char *help;
-    cmd_fn run;
-    int needs_config; /* 1: first positional is a config file (loaded before run) */
+    cmd_fn run;     /* a command with its own argument handling, or */
+    stage_fn stage; /* a pipeline stage: `dd2 <name> CONFIG [--set k=v]...` */
 } command;
 
 static int cmd_config(const dd2_cli *cli, dd2_status *st);
@@ -37,10 +44,14 @@ static int cmd_version(const dd2_cli *cli, dd2_status *st);
 static int cmd_bench(const dd2_cli *cli, dd2_status *st);
 
 static const command commands[] = {
+    {"vq", "CONFIG", "train the patch tokenizer (k-means) and tokenize the dataset", NULL, dd2_stage_vq},
+    {"teacher", "CONFIG", "train the AR teacher (data parallel, checkpoints, resume)", NULL, dd2_stage_teacher},
+    {"fid-stats", "CONFIG", "train the FID feature network; reference statistics of the test set", NULL,
+     dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",
-     cmd_config, 0},
-    {"bench", "ops [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench, 0},
-    {"version", "", "print version, build and backend information", cmd_version, 0},
+     cmd_config, NULL},
+    {"bench", "ops [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench, NULL},
+    {"version", "", "print version, build and backend information", cmd_version, NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -109,6 +120,37 @@ static int cmd_bench(const dd2_cli *cli, dd2_status *st) {
     dd2_config cfg;
     DD2_TRY(dd2_cli_load_config(cli, cli->n_positional == 2 ? cli->positional[1] : NULL, &cfg, st));
     return dd2_bench_ops(&cfg, 0.3, st);
+}
+
+/* A pipeline stage: load the config, prepare the run directory, record the config, run. */
+static int run_stage(const command *cmd, const dd2_cli *cli, const dd2_mpi_env *env, dd2_status *st) {
+    if (cli->n_positional != 1)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 %s CONFIG [--set key.path=value]...", cmd->name);
+    static dd2_config cfg;
+    DD2_TRY(dd2_cli_load_config(cli, cli->positional[0], &cfg, st));
+    if (cli->log_level == DD2_LOG_INFO) dd2_log_set_level(cfg.log.level);
+    dd2_stage_ctx ctx;
+    DD2_TRY(dd2_stage_ctx_init(&ctx, &cfg, env, st));
+    if (env->rank == 0) {
+        char *text = NULL, path[1200];
+        size_t len = 0;
+        int rc = dd2_config_to_yaml(&cfg, &text, &len, st);
+        if (rc == DD2_OK) rc = dd2_stage_path(&ctx, "config.yaml", path, sizeof path, st);
+        if (rc == DD2_OK) rc = dd2_atomic_write_text(path, text, st);
+        free(text);
+        if (rc != DD2_OK) dd2_warn("could not record the resolved config: %s", st->msg);
+        dd2_info("dd2 %s: run directory %s (%d rank%s)", cmd->name, ctx.run_dir, env->size, env->size == 1 ? "" : "s");
+    }
+    return cmd->stage(&ctx, st);
+}
+
+/* One BLAS thread per rank when the ranks on this node fill its cores (unless the user chose). */
+static void choose_blas_threads(const dd2_mpi_env *env) {
+    if (getenv("OPENBLAS_NUM_THREADS")) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = env->local_size >= cores ? 1 : (int)(cores / env->local_size);
+    openblas_set_num_threads(threads);
+    dd2_debug("BLAS threads per rank: %d", threads);
 }
 
 /* If OpenBLAS picked a slow generic kernel, set OPENBLAS_CORETYPE and re-execute (once). */
@@ -184,6 +226,7 @@ int main(int argc, char **argv) {
         return rc;
     }
     log_blas_choice();
-    rc = cmd->run(&cli, &st);
+    choose_blas_threads(&env);
+    rc = cmd->stage ? run_stage(cmd, &cli, &env, &st) : cmd->run(&cli, &st);
     return finish(&env, rc, &st, st.collective);
 }
