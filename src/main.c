@@ -44,8 +44,13 @@ static int cmd_version(const dd2_cli *cli, dd2_status *st);
 static int cmd_bench(const dd2_cli *cli, dd2_status *st);
 
 static const command commands[] = {
+    {"pipeline", "CONFIG", "run every stage in order, skipping finished ones", NULL, dd2_stage_pipeline},
     {"vq", "CONFIG", "train the patch tokenizer (k-means) and tokenize the dataset", NULL, dd2_stage_vq},
     {"teacher", "CONFIG", "train the AR teacher (data parallel, checkpoints, resume)", NULL, dd2_stage_teacher},
+    {"sample", "CONFIG [--model teacher] [--out F.png]", "sample images (one grid row per class)", NULL,
+     dd2_stage_sample},
+    {"eval", "CONFIG", "FID table: real floor, VQ reconstructions, teacher samples (+ speed)", NULL,
+     dd2_stage_eval},
     {"fid-stats", "CONFIG", "train the FID feature network; reference statistics of the test set", NULL,
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",
@@ -131,6 +136,9 @@ static int run_stage(const command *cmd, const dd2_cli *cli, const dd2_mpi_env *
     if (cli->log_level == DD2_LOG_INFO) dd2_log_set_level(cfg.log.level);
     dd2_stage_ctx ctx;
     DD2_TRY(dd2_stage_ctx_init(&ctx, &cfg, env, st));
+    ctx.model = cli->model;
+    ctx.out = cli->out;
+    ctx.steps = cli->steps;
     if (env->rank == 0) {
         char *text = NULL, path[1200];
         size_t len = 0;

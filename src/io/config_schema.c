@@ -189,7 +189,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_ENUM("eval.features.net", eval.features.net, feature_net_names, "classifier", "feature network: a small classifier trained on the training set, or imported Inception weights"),
     K_STR("eval.features.weights", eval.features.weights, 0, "", "HDF5 weights of the feature network (empty: train the classifier)"),
     K_INT("eval.features.dim", eval.features.dim, 2, 65536, "128", "feature dimension D of the classifier"),
-    K_INT("eval.features.epochs", eval.features.epochs, 1, 1000, "2", "classifier training epochs"),
+    K_INT("eval.features.epochs", eval.features.epochs, 1, 1000, "5", "classifier training epochs"),
     K_INT("eval.features.batch", eval.features.batch, 1, 1048576, "256", "classifier training batch size"),
     K_FLOAT("eval.features.lr", eval.features.lr, 0, 1, OPEN_MIN, "1e-3", "classifier learning rate"),
 

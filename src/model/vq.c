@@ -187,17 +187,41 @@ static inline double exact_dist2(const float *x, const float *c, int C) {
     return (s0 + s1) + (s2 + s3);
 }
 
-/* Minimum of r[0..n) with 8 independent lanes (vectorisable; NaNs are skipped). */
-static float row_min(const float *r, int n) {
-    float m[8];
-    for (int k = 0; k < 8; k++) m[k] = INFINITY;
+/* The codes whose score r[v] is at most min(r) + margin: their indices into cand (ascending),
+ * returns how many. Two vectorisable passes over the row; compiled for AVX-512, AVX2 and
+ * baseline x86-64, picked at load time (the results are the same: only comparisons). NaN
+ * scores are never candidates; a row without a finite minimum gives every non-NaN score. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static int scan_row(const float *r, int n, double margin, int *cand) {
+    float m[16];
+    for (int k = 0; k < 16; k++) m[k] = INFINITY;
     int v = 0;
-    for (; v + 8 <= n; v += 8)
-        for (int k = 0; k < 8; k++) m[k] = r[v + k] < m[k] ? r[v + k] : m[k];
+    for (; v + 16 <= n; v += 16)
+        for (int k = 0; k < 16; k++) m[k] = r[v + k] < m[k] ? r[v + k] : m[k];
     for (; v < n; v++) m[0] = r[v] < m[0] ? r[v] : m[0];
-    float out = m[0];
-    for (int k = 1; k < 8; k++) out = m[k] < out ? m[k] : out;
-    return out;
+    float mn = m[0];
+    for (int k = 1; k < 16; k++) mn = m[k] < mn ? m[k] : mn;
+    double thr = (double)mn + margin;
+    float thr_f = (float)thr; /* compare in float, rounded up so that no candidate is lost */
+    if ((double)thr_f < thr) thr_f = nextafterf(thr_f, INFINITY);
+    int nc = 0;
+    for (v = 0; v + 64 <= n; v += 64) {
+        int any = 0;
+        for (int k = 0; k < 64; k++) any |= r[v + k] <= thr_f;
+        if (!any) continue;
+        for (int q = v; q < v + 64; q += 16) {
+            int any16 = 0;
+            for (int k = 0; k < 16; k++) any16 |= r[q + k] <= thr_f;
+            if (!any16) continue;
+            for (int k = 0; k < 16; k++)
+                if (r[q + k] <= thr_f) cand[nc++] = q + k;
+        }
+    }
+    for (; v < n; v++)
+        if (r[v] <= thr_f) cand[nc++] = v;
+    return nc;
 }
 
 /* A contiguous range of codes with their derived arrays (a whole codebook or a part of one). */
@@ -215,8 +239,8 @@ static code_view cb_view(const dd2_vq_codebook *cb, int j0, int j1) {
 
 /* Nearest code of each row of x [nb,C] (nb <= DD2_VQ_GEMM_ROWS) among the codes of cv, with the
  * scores s [nb, cv->n] = ‖c‖² − 2x·c from one GEMM; see the header comment of model/vq.h. */
-static int nearest_block(const code_view *cv, const float *x, size_t nb, float *s, size_t row0, int32_t *idx,
-                         double *dist2, dd2_status *st) {
+static int nearest_block(const code_view *cv, const float *x, size_t nb, float *s, int *cand, size_t row0,
+                         int32_t *idx, double *dist2, dd2_status *st) {
     const int V = cv->n, C = cv->C;
     op_matmul_forward(s, x, cv->neg2c, cv->norm2, nb, C, V);
     /* |computed s − exact s| <= (C+3)·u·(‖x‖² + ‖c‖²) per code (u = 2^-24); two codes can be
@@ -229,30 +253,18 @@ static int nearest_block(const code_view *cv, const float *x, size_t nb, float *
         if (!isfinite(xn))
             return DD2_FAIL(st, DD2_ERR_RUNTIME, "vq: nearest code: row %zu is not finite", row0 + i);
         const float *r = s + i * (size_t)V;
-        double thr = (double)row_min(r, V) + rel * (xn + cv->max_norm2);
-        float thr_f = (float)thr; /* compare in float, rounded up so that no candidate is lost */
-        if ((double)thr_f < thr) thr_f = nextafterf(thr_f, INFINITY);
+        int nc = scan_row(r, V, rel * (xn + cv->max_norm2), cand);
         int best = -1;
         double bd = INFINITY;
-        int v = 0;
-        for (; v < V; v += 16) {
-            int m = V - v < 16 ? V - v : 16, any = 0;
-            if (m == 16)
-                for (int k = 0; k < 16; k++) any |= r[v + k] <= thr_f; /* vectorisable test */
-            else
-                any = 1;
-            if (!any) continue;
-            for (int k = 0; k < m; k++) {
-                if (!(r[v + k] <= thr_f)) continue;
-                double d = exact_dist2(xi, cv->c + (size_t)(v + k) * C, C);
-                if (d < bd) {
-                    bd = d;
-                    best = v + k;
-                }
+        for (int q = 0; q < nc; q++) {
+            double d = exact_dist2(xi, cv->c + (size_t)cand[q] * C, C);
+            if (d < bd) {
+                bd = d;
+                best = cand[q];
             }
         }
         if (best < 0) { /* overflow in the GEMM scores: fall back to the exact scan */
-            for (v = 0; v < V; v++) {
+            for (int v = 0; v < V; v++) {
                 double d = exact_dist2(xi, cv->c + (size_t)v * C, C);
                 if (d < bd) {
                     bd = d;
@@ -271,13 +283,15 @@ int dd2_vq_nearest(const dd2_vq_codebook *cb, const float *x, size_t n, int32_t 
                    dd2_status *st) {
     if (n == 0) return DD2_OK;
     const int V = cb->codes, C = cb->dim;
-    float *s = DD2_MALLOC((size_t)DD2_VQ_GEMM_ROWS * (size_t)V * sizeof(float), st);
+    /* scores, then the candidate list (V ints) */
+    float *s = DD2_MALLOC(((size_t)DD2_VQ_GEMM_ROWS + 1) * (size_t)V * sizeof(float), st);
     if (!s) return DD2_ERR_RUNTIME;
+    int *cand = (int *)(s + (size_t)DD2_VQ_GEMM_ROWS * V);
     code_view cv = cb_view(cb, 0, V);
     int rc = DD2_OK;
     for (size_t r0 = 0; r0 < n && rc == DD2_OK; r0 += DD2_VQ_GEMM_ROWS) {
         size_t nb = n - r0 < DD2_VQ_GEMM_ROWS ? n - r0 : DD2_VQ_GEMM_ROWS;
-        rc = nearest_block(&cv, x + r0 * (size_t)C, nb, s, r0, idx + r0, dist2 ? dist2 + r0 : NULL, st);
+        rc = nearest_block(&cv, x + r0 * (size_t)C, nb, s, cand, r0, idx + r0, dist2 ? dist2 + r0 : NULL, st);
     }
     free(s);
     return rc;
@@ -678,7 +692,7 @@ static int km_init_pp(const float *xs, size_t S, dd2_rng *r, dd2_vq_codebook *cb
     double *d2 = DD2_MALLOC(S * sizeof(double), st);
     uint64_t *U = d2 ? DD2_MALLOC(nb * sizeof(uint64_t), st) : NULL;
     int *seen = U ? DD2_MALLOC(nb * sizeof(int), st) : NULL;
-    float *s = seen ? DD2_MALLOC(B * (size_t)V * sizeof(float), st) : NULL;
+    float *s = seen ? DD2_MALLOC((B + 1) * (size_t)V * sizeof(float), st) : NULL; /* + candidates */
     int32_t *bi = s ? DD2_MALLOC(B * sizeof(int32_t), st) : NULL;
     double *bd = bi ? DD2_MALLOC(B * sizeof(double), st) : NULL;
     int rc = bd ? DD2_OK : DD2_ERR_RUNTIME;
@@ -702,7 +716,7 @@ static int km_init_pp(const float *xs, size_t S, dd2_rng *r, dd2_vq_codebook *cb
                 size_t i0 = b * B, m = S - i0 < B ? S - i0 : B;
                 if (seen[b] < k) { /* bring the block up to date */
                     code_view cv = cb_view(cb, seen[b], k);
-                    rc = nearest_block(&cv, xs + i0 * (size_t)C, m, s, i0, bi, bd, st);
+                    rc = nearest_block(&cv, xs + i0 * (size_t)C, m, s, (int *)(s + B * (size_t)V), i0, bi, bd, st);
                     if (rc != DD2_OK) goto done;
                     uint64_t T = 0;
                     for (size_t i = 0; i < m; i++) {

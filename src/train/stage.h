@@ -24,6 +24,9 @@ typedef struct dd2_stage_ctx {
     const dd2_config *cfg;
     const dd2_mpi_env *env;
     char run_dir[1024];         /* <out_dir>/<name>, created by dd2_stage_ctx_init on rank 0 */
+    const char *model;          /* --model NAME from the command line, or NULL */
+    const char *out;            /* --out PATH from the command line, or NULL */
+    int steps;                  /* --steps K from the command line, or 0 */
 } dd2_stage_ctx;
 
 /* Fill ctx and create the run directory (rank 0; everyone waits for it). */

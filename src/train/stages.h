@@ -17,4 +17,14 @@ int dd2_stage_vq(const dd2_stage_ctx *ctx, dd2_status *st);
  * <run_dir>/teacher/ (resume: checkpoint.resume); writes <run_dir>/teacher/teacher.h5 last. */
 int dd2_stage_teacher(const dd2_stage_ctx *ctx, dd2_status *st);
 
+/* `dd2 sample CONFIG [--model teacher] [--out FILE.png]`: sample.n images with balanced
+ * classes: <run_dir>/samples/<model>.h5 (tokens, labels) and a PNG grid, one row per class. */
+int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st);
+
+/* `dd2 eval CONFIG`: the FID table (docs/pipeline.md) in <run_dir>/eval/. */
+int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st);
+
+/* `dd2 pipeline CONFIG`: vq -> fid-stats -> teacher -> sample -> eval, skipping finished stages. */
+int dd2_stage_pipeline(const dd2_stage_ctx *ctx, dd2_status *st);
+
 #endif

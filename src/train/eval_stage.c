@@ -1,0 +1,194 @@
+/* `dd2 eval CONFIG`: the FID table against the test set, with the classifier-feature FID of
+ * docs/fid.md:
+ *     real train vs test          the floor (from fid/train_stats.h5)
+ *     VQ reconstructions          the tokenizer's ceiling (decoded test tokens)
+ *     teacher                     eval.n AR samples with the sampling settings, plus speed
+ * Rank 0 computes features and distances; sampling runs on all ranks. Writes
+ * <run>/eval/table.md (the printed table) and <run>/eval/results.json. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "io/atomic_file.h"
+#include "io/h5io.h"
+#include "model/fid.h"
+#include "train/fid_stage.h"
+#include "train/generate.h"
+#include "train/stages.h"
+#include "train/teacher_io.h"
+#include "train/token_data.h"
+
+#define MAX_ROWS 16
+
+typedef struct eval_row {
+    char name[96];
+    double fid;
+    double images_per_s; /* NAN: not a generator */
+    double seconds;
+} eval_row;
+
+typedef struct eval_table {
+    eval_row row[MAX_ROWS];
+    int n;
+    double nll_bits, feat_acc;
+    int64_t n_samples;
+} eval_table;
+
+/* FID of decoded token sequences against the reference statistics (rank 0). */
+static int fid_of_tokens(const dd2_token_data *td, dd2_featnet *net, const dd2_fid_stats *ref, const int32_t *tokens,
+                         int64_t N, double *fid, dd2_status *st) {
+    const dd2_vq_geom *g = &td->geom;
+    const size_t pix = (size_t)g->image_size * g->image_size * g->channels;
+    float *img = DD2_MALLOC((size_t)N * pix * sizeof(float), st);
+    if (!img) return DD2_ERR_RUNTIME;
+    dd2_fid_stats s;
+    memset(&s, 0, sizeof s);
+    int rc = dd2_vq_decode_f32(&td->cb, g, tokens, (size_t)N, img, st);
+    if (rc == DD2_OK) rc = dd2_fid_stats_images_f32(net, img, (size_t)N, 0, &s, st);
+    if (rc == DD2_OK) rc = dd2_fid_distance(&s, ref, fid, st);
+    dd2_fid_stats_free(&s);
+    free(img);
+    return rc;
+}
+
+static void add_row(eval_table *tab, const char *name, double fid, double ips, double seconds) {
+    if (tab->n == MAX_ROWS) return;
+    eval_row *r = &tab->row[tab->n++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->fid = fid;
+    r->images_per_s = ips;
+    r->seconds = seconds;
+}
+
+static void format_table(const eval_table *tab, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "| row | FID | images/s | time (s) |\n|---|---:|---:|---:|\n");
+    for (int i = 0; i < tab->n && k < n; i++) {
+        const eval_row *r = &tab->row[i];
+        if (isnan(r->images_per_s))
+            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | | |\n", r->name, r->fid);
+        else
+            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.2f |\n", r->name, r->fid, r->images_per_s,
+                                  r->seconds);
+    }
+    if (k < n)
+        k += (size_t)snprintf(buf + k, n - k,
+                              "\nFID with the classifier features of docs/fid.md (feature-net test accuracy %.2f%%), "
+                              "%lld generated images against the test set; teacher test NLL %.4f bits/token.\n",
+                              100.0 * tab->feat_acc, (long long)tab->n_samples, tab->nll_bits);
+}
+
+static int write_outputs(const dd2_stage_ctx *ctx, const eval_table *tab, dd2_status *st) {
+    char md[8192], json[8192], path[1200];
+    format_table(tab, md, sizeof md);
+    printf("\n%s\n", md);
+    fflush(stdout);
+    size_t k = (size_t)snprintf(json, sizeof json, "{\"n_samples\": %lld, \"feature_net_accuracy\": %.6f, "
+                                "\"teacher_nll_bits\": %.6f, \"rows\": [", (long long)tab->n_samples, tab->feat_acc,
+                                tab->nll_bits);
+    for (int i = 0; i < tab->n && k < sizeof json; i++)
+        k += (size_t)snprintf(json + k, sizeof json - k, "%s{\"name\": \"%s\", \"fid\": %.6f, \"images_per_s\": %s%.3f%s}",
+                              i ? ", " : "", tab->row[i].name, tab->row[i].fid, isnan(tab->row[i].images_per_s) ? "\"" : "",
+                              isnan(tab->row[i].images_per_s) ? 0.0 : tab->row[i].images_per_s,
+                              isnan(tab->row[i].images_per_s) ? "\"" : "");
+    if (k < sizeof json) snprintf(json + k, sizeof json - k, "]}\n");
+    DD2_TRY(dd2_stage_path(ctx, "eval/table.md", path, sizeof path, st));
+    DD2_TRY(dd2_atomic_write_text(path, md, st));
+    DD2_TRY(dd2_stage_path(ctx, "eval/results.json", path, sizeof path, st));
+    DD2_TRY(dd2_atomic_write_text(path, json, st));
+    dd2_info("eval: wrote %s/eval/{table.md,results.json}", ctx->run_dir);
+    return DD2_OK;
+}
+
+static int read_nll(const dd2_stage_ctx *ctx, double *bits, dd2_status *st) {
+    char path[1200];
+    DD2_TRY(dd2_stage_path(ctx, "teacher/teacher.h5", path, sizeof path, st));
+    dd2_h5 *h = NULL;
+    DD2_TRY(dd2_h5_open_read(path, &h, st));
+    int rc = dd2_h5_attr_get_f64(h, NULL, "test_nll_bits", bits, st);
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    dd2_h5_close(h, &st2);
+    return rc;
+}
+
+/* Rank 0: the rows that need no generation. */
+static int real_rows(const dd2_stage_ctx *ctx, const dd2_token_data *td, dd2_featnet *net, dd2_fid_stats *ref,
+                     eval_table *tab, dd2_status *st) {
+    char path[1200];
+    DD2_TRY(dd2_fid_ref_stats_path(ctx, path, sizeof path, st));
+    DD2_TRY(dd2_fid_stats_load(path, ref, st));
+    dd2_fid_stats train;
+    DD2_TRY(dd2_fid_train_stats_path(ctx, path, sizeof path, st));
+    DD2_TRY(dd2_fid_stats_load(path, &train, st));
+    double fid;
+    int rc = dd2_fid_distance(&train, ref, &fid, st);
+    dd2_fid_stats_free(&train);
+    DD2_TRY(rc);
+    add_row(tab, "real: train vs test (floor)", fid, NAN, NAN);
+    DD2_TRY(fid_of_tokens(td, net, ref, td->test.tokens, td->test.N, &fid, st));
+    add_row(tab, "VQ reconstructions (test)", fid, NAN, NAN);
+    return DD2_OK;
+}
+
+int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
+    const dd2_config *cfg = ctx->cfg;
+    eval_table tab;
+    memset(&tab, 0, sizeof tab);
+    dd2_token_data td;
+    dd2_teacher t;
+    memset(&t, 0, sizeof t);
+    dd2_featnet net;
+    memset(&net, 0, sizeof net);
+    dd2_fid_stats ref;
+    memset(&ref, 0, sizeof ref);
+    float *params = NULL;
+    int32_t *labels = NULL, *tokens = NULL;
+    const int64_t N = cfg->eval.n;
+    tab.n_samples = N;
+    int rc = dd2_token_data_load(ctx, &td, st);
+    if (rc == DD2_OK) rc = dd2_fid_load_featnet(ctx, &net, st);
+    if (rc == DD2_OK) rc = read_nll(ctx, &tab.nll_bits, st);
+    if (rc == DD2_OK) rc = dd2_teacher_load(ctx, &td, &t, &params, st);
+    if (rc == DD2_OK) rc = dd2_stage_mkdir(ctx, "eval", st);
+    tab.feat_acc = net.test_accuracy;
+    if (rc == DD2_OK && ctx->env->rank == 0) rc = real_rows(ctx, &td, &net, &ref, &tab, st);
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "eval failed on rank 0");
+    if (rc == DD2_OK) {
+        labels = DD2_MALLOC((size_t)N * sizeof *labels, st);
+        tokens = DD2_MALLOC((size_t)N * td.n * sizeof *tokens, st);
+        if (!labels || !tokens) rc = DD2_ERR_RUNTIME;
+    }
+    double seconds = 0.0;
+    if (rc == DD2_OK) {
+        dd2_balanced_labels(labels, N, cfg->data.n_classes);
+        /* eval draws are keyed apart from `dd2 sample`'s (offset 2^40) */
+        rc = dd2_generate_teacher(ctx, &t, params, labels, N, (uint64_t)1 << 40, tokens, &seconds, st);
+    }
+    if (rc == DD2_OK && ctx->env->rank == 0) {
+        double fid;
+        char name[96];
+        rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);
+        snprintf(name, sizeof name, "teacher (%d AR steps, CFG %.3g, top-k %d)", td.n, cfg->sample.cfg_scale,
+                 cfg->sample.top_k);
+        if (rc == DD2_OK) add_row(&tab, name, fid, (double)N / seconds, seconds);
+        if (rc == DD2_OK) rc = write_outputs(ctx, &tab, st);
+    }
+    all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "eval failed on rank 0");
+    st->collective = 1;
+    dd2_fid_stats_free(&ref);
+    dd2_featnet_free(&net);
+    dd2_teacher_free(&t);
+    dd2_token_data_free(&td);
+    free(params);
+    free(labels);
+    free(tokens);
+    return rc;
+}

@@ -1,0 +1,62 @@
+#include "train/generate.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+
+#include "core/log.h"
+#include "core/progress.h"
+
+void dd2_balanced_labels(int32_t *labels, int64_t N, int K) {
+    for (int64_t i = 0; i < N; i++) labels[i] = (int32_t)(i * K / N);
+}
+
+dd2_sampling dd2_sampling_from_config(const dd2_config *cfg) {
+    return (dd2_sampling){(float)cfg->sample.cfg_scale, (float)cfg->sample.temperature, cfg->sample.top_k,
+                          (float)cfg->sample.top_p};
+}
+
+int dd2_generate_teacher(const dd2_stage_ctx *ctx, const dd2_teacher *t, const float *params, const int32_t *labels,
+                         int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
+    const int R = ctx->env->size, r = ctx->env->rank, n = t->n, batch = ctx->cfg->sample.batch;
+    const dd2_sampling s = dd2_sampling_from_config(ctx->cfg);
+    int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
+    int *y = DD2_MALLOC((size_t)batch * sizeof *y, st);
+    if (!counts || !displs || !y) {
+        free(counts);
+        free(displs);
+        free(y);
+        return DD2_ERR_RUNTIME;
+    }
+    for (int k = 0; k < R; k++) {
+        int64_t lo = (int64_t)k * N / R, hi = (int64_t)(k + 1) * N / R;
+        counts[k] = (int)((hi - lo) * n);
+        displs[k] = (int)(lo * n);
+    }
+    const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
+    dd2_progress prog;
+    dd2_progress_begin(&prog, "sampling", 0, (long)(hi - lo), 10.0);
+    double t0 = dd2_now();
+    int rc = DD2_OK;
+    for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
+        int b = (int)(hi - i < batch ? hi - i : batch);
+        for (int k = 0; k < b; k++) y[k] = labels[i + k];
+        rc = dd2_teacher_sample(t, params, y, b, &s, (uint64_t)ctx->cfg->run.seed, seed_offset + (uint64_t)i,
+                                tokens + i * n, st);
+        dd2_progress_update(&prog, (long)(i + b - lo), NULL);
+    }
+    double dt = dd2_now() - t0;
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all == DD2_OK) {
+        dd2_progress_end(&prog, NULL);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT32_T, tokens, counts, displs, MPI_INT32_T, MPI_COMM_WORLD);
+        MPI_Allreduce(&dt, seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    } else if (rc == DD2_OK) {
+        rc = DD2_FAIL(st, all, "sampling failed on another rank");
+    }
+    st->collective = 1;
+    free(counts);
+    free(displs);
+    free(y);
+    return rc;
+}

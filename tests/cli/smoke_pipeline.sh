@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# End to end on configs/fmnist-smoke.yaml under 2 ranks: vq -> fid-stats -> teacher -> sample ->
+# eval; every output present and readable; a second `dd2 pipeline` skips every stage.
+source "$(dirname "$0")/lib.sh"
+tmp=$(mktemp -d /tmp/dd2-test-smoke-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+run=$tmp/fmnist-smoke
+expect_exit pipeline 0 mpirun -np 2 "$DD2" pipeline configs/fmnist-smoke.yaml --set run.out_dir="$tmp"
+for f in config.yaml metrics.jsonl vq/codebook.h5 vq/tokens.h5 vq/recon.png fid/featnet.h5 fid/test_stats.h5 \
+         fid/train_stats.h5 teacher/LATEST teacher/teacher.h5 samples/teacher.h5 samples/teacher.png \
+         eval/table.md eval/results.json; do
+  [ -s "$run/$f" ] && pass "output_$f" || fail "output_$f" "missing or empty: $run/$f"
+done
+for f in vq/tokens.h5 teacher/teacher.h5 fid/test_stats.h5 samples/teacher.h5; do
+  h5dump -H "$run/$f" >/dev/null 2>&1 && pass "h5dump_$f" || fail "h5dump_$f" "h5dump cannot read $run/$f"
+done
+for f in vq/recon.png samples/teacher.png; do
+  [ "$(head -c 8 "$run/$f" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] && pass "png_$f" || fail "png_$f" "not a PNG"
+done
+for row in "real: train vs test" "VQ reconstructions" "teacher (49 AR steps"; do
+  grep -qF "$row" "$run/eval/table.md" && pass "table_row_${row%% *}" || fail "table_row_${row%% *}" "eval/table.md lacks '$row'"
+done
+grep -q '"stage": "teacher", "step": 30' "$run/metrics.jsonl" && pass metrics_teacher || fail metrics_teacher "no teacher step 30 in metrics.jsonl"
+expect_exit pipeline_again 0 mpirun -np 2 "$DD2" pipeline configs/fmnist-smoke.yaml --set run.out_dir="$tmp"
+n=$(grep -c "skipped" <<<"$out")
+[ "$n" -eq 5 ] && pass pipeline_skips_finished || fail pipeline_skips_finished "expected 5 skipped stages, got $n"
+# a missing prerequisite is a clear input error (exit 2) naming the stage to run first
+expect_exit teacher_without_vq 2 "$DD2" teacher configs/fmnist-smoke.yaml --set run.out_dir="$tmp/empty"
+expect_contains teacher_without_vq_msg "run \`dd2 vq CONFIG\`"
+cli_done
