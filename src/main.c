@@ -51,6 +51,8 @@ static const command commands[] = {
      dd2_stage_sample},
     {"eval", "CONFIG", "FID table: real floor, VQ reconstructions, teacher samples (+ speed)", NULL,
      dd2_stage_eval},
+    {"teacher-sample", "CONFIG", "sample the teacher's training set for stage 1 (AR-diffusion)", NULL,
+     dd2_stage_teacher_sample},
     {"fid-stats", "CONFIG", "train the FID feature network; reference statistics of the test set", NULL,
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",

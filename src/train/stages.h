@@ -21,6 +21,10 @@ int dd2_stage_teacher(const dd2_stage_ctx *ctx, dd2_status *st);
  * classes: <run_dir>/samples/<model>.h5 (tokens, labels) and a PNG grid, one row per class. */
 int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st);
 
+/* `dd2 teacher-sample CONFIG`: teacher_sample.n teacher sequences (stage 1's training data) in
+ * <run_dir>/teacher_samples/samples.h5 (tokens [N,n], labels [N]). */
+int dd2_stage_teacher_sample(const dd2_stage_ctx *ctx, dd2_status *st);
+
 /* `dd2 eval CONFIG`: the FID table (docs/pipeline.md) in <run_dir>/eval/. */
 int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st);
 
