@@ -108,6 +108,8 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdd2.a
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: CFLAGS += -Itests
+# the element-wise CPU ops: full loop vectorisation (still IEEE: no -ffast-math)
+$(BUILD)/src/model/ops_cpu_f32.o: CFLAGS += -O3
 
 test: all
 	@bash tests/run.sh

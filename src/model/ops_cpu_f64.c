@@ -11,5 +11,6 @@ typedef double real;
 #define CBLAS_GEMM cblas_dgemm
 #define R_EXP exp
 #define R_TANH tanh
+#define OP_VEC
 
 #include "model/ops_cpu_impl.inc"
