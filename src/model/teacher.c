@@ -95,6 +95,52 @@ double dd2_teacher_loss(const dd2_teacher *t, const float *params, float *grads,
     return sum;
 }
 
+int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
+                             uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st) {
+    const int guided = s->cfg_scale != 1.0f;
+    const int R = guided ? 2 * B : B, n = t->n, V = t->V, C = t->C, d = t->bb.dims.d;
+    dd2_backbone_acts acts;
+    DD2_TRY(dd2_backbone_acts_alloc(&acts, &t->bb, R, st));
+    int *yy = DD2_MALLOC((size_t)R * sizeof *yy, st);
+    float *x = DD2_MALLOC((size_t)R * n * C * sizeof(float), st);
+    float *f = DD2_MALLOC((size_t)R * n * d * sizeof(float), st);
+    float *logits = DD2_MALLOC((size_t)R * n * V * sizeof(float), st);
+    float *p = DD2_MALLOC((size_t)n * V * sizeof(float), st);
+    float *scratch = DD2_MALLOC(DD2_SAMPLING_SCRATCH(V) * sizeof(float), st);
+    int rc = (yy && x && f && logits && p && scratch) ? DD2_OK : DD2_ERR_RUNTIME;
+    for (int b = 0; rc == DD2_OK && b < B; b++) {
+        yy[b] = y[b];
+        dd2_rng r;
+        dd2_rng_init(&r, seed, DD2_RNG_NOISE, first_index + (uint64_t)b, 0);
+        dd2_rng_fill_normal(&r, x + (size_t)b * n * C, (size_t)n * C, 0.0f, 1.0f);
+        if (guided) {
+            yy[B + b] = t->K;
+            memcpy(x + (size_t)(B + b) * n * C, x + (size_t)b * n * C, (size_t)n * C * sizeof(float));
+        }
+    }
+    if (rc == DD2_OK) {
+        dd2_backbone_forward(&t->bb, params, &acts, x, yy, R, f);
+        dd2_logits_forward(&t->head, params, f, (size_t)R * n, logits);
+    }
+    for (int b = 0; rc == DD2_OK && b < B; b++) {
+        const float *lc = logits + (size_t)b * n * V, *lu = guided ? logits + (size_t)(B + b) * n * V : NULL;
+        dd2_teacher_probs(p, lc, lu, (size_t)n, V, s, scratch);
+        for (int pos = 0; pos < n; pos++) {
+            dd2_rng rng;
+            dd2_rng_init(&rng, seed, DD2_RNG_SAMPLE, first_index + (uint64_t)b, (uint64_t)pos);
+            tokens[(size_t)b * n + pos] = dd2_sample_categorical(p + (size_t)pos * V, V, dd2_rng_uniform(&rng));
+        }
+    }
+    dd2_backbone_acts_free(&acts);
+    free(yy);
+    free(x);
+    free(f);
+    free(logits);
+    free(p);
+    free(scratch);
+    return rc;
+}
+
 int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
                        uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st) {
     const int guided = s->cfg_scale != 1.0f;

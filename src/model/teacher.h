@@ -60,4 +60,11 @@ double dd2_teacher_loss(const dd2_teacher *t, const float *params, float *grads,
 int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
                        uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st);
 
+/* The naive one-pass baseline (method.md §8): the teacher reads [class, ε_1..ε_{n-1}] with
+ * ε ~ N(0, I_C) in place of the previous tokens, gives p at every position from that single
+ * forward pass (CFG as configured), and every token is drawn independently. Noise and draws are
+ * keyed by (seed, DD2_RNG_NOISE / DD2_RNG_SAMPLE, first_index + b, position). */
+int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
+                             uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st);
+
 #endif

@@ -26,15 +26,16 @@
 typedef struct eval_row {
     char name[96];
     double fid;
-    double images_per_s; /* NAN: not a generator */
+    double images_per_s; /* over the eval.n samples (all ranks); NAN: not a generator */
     double seconds;
+    double lat1, lat64;  /* seconds for one batch of 1 / 64 images on one rank */
 } eval_row;
 
 typedef struct eval_table {
     eval_row row[MAX_ROWS];
     int n;
     double nll_bits, feat_acc;
-    int64_t n_samples;
+    int64_t n_samples, n_ref;
 } eval_table;
 
 /* FID of decoded token sequences against the reference statistics (rank 0). */
@@ -54,31 +55,45 @@ static int fid_of_tokens(const dd2_token_data *td, dd2_featnet *net, const dd2_f
     return rc;
 }
 
-static void add_row(eval_table *tab, const char *name, double fid, double ips, double seconds) {
-    if (tab->n == MAX_ROWS) return;
+static eval_row *add_row(eval_table *tab, const char *name, double fid, double ips, double seconds) {
+    static eval_row spare;
+    if (tab->n == MAX_ROWS) return &spare;
     eval_row *r = &tab->row[tab->n++];
     snprintf(r->name, sizeof r->name, "%s", name);
     r->fid = fid;
     r->images_per_s = ips;
     r->seconds = seconds;
+    r->lat1 = r->lat64 = NAN;
+    return r;
+}
+
+/* The teacher row (the first generator row) is the reference for the speed-up column. */
+static double teacher_lat64(const eval_table *tab) {
+    for (int i = 0; i < tab->n; i++)
+        if (!isnan(tab->row[i].lat64)) return tab->row[i].lat64;
+    return NAN;
 }
 
 static void format_table(const eval_table *tab, char *buf, size_t n) {
     size_t k = 0;
-    k += (size_t)snprintf(buf + k, n - k, "| row | FID | images/s | time (s) |\n|---|---:|---:|---:|\n");
+    k += (size_t)snprintf(buf + k, n - k,
+                          "| row | FID | images/s | latency batch 1 (ms) | latency batch 64 (ms) | speed-up vs teacher |\n"
+                          "|---|---:|---:|---:|---:|---:|\n");
+    const double ref = teacher_lat64(tab);
     for (int i = 0; i < tab->n && k < n; i++) {
         const eval_row *r = &tab->row[i];
         if (isnan(r->images_per_s))
-            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | | |\n", r->name, r->fid);
+            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | | | | |\n", r->name, r->fid);
         else
-            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.2f |\n", r->name, r->fid, r->images_per_s,
-                                  r->seconds);
+            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | %.1fx |\n", r->name, r->fid,
+                                  r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64, ref / r->lat64);
     }
     if (k < n)
         k += (size_t)snprintf(buf + k, n - k,
-                              "\nFID with the classifier features of docs/fid.md (feature-net test accuracy %.2f%%), "
-                              "%lld generated images against the test set; teacher test NLL %.4f bits/token.\n",
-                              100.0 * tab->feat_acc, (long long)tab->n_samples, tab->nll_bits);
+                              "\nFID with the classifier features of docs/fid.md (feature-net test accuracy %.2f%%; not "
+                              "comparable with Inception FIDs), %lld generated images against the %lld test images; "
+                              "images/s over all ranks, latency on one rank; teacher test NLL %.4f bits/token.\n",
+                              100.0 * tab->feat_acc, (long long)tab->n_samples, (long long)tab->n_ref, tab->nll_bits);
 }
 
 static int write_outputs(const dd2_stage_ctx *ctx, const eval_table *tab, dd2_status *st) {
@@ -90,10 +105,13 @@ static int write_outputs(const dd2_stage_ctx *ctx, const eval_table *tab, dd2_st
                                 "\"teacher_nll_bits\": %.6f, \"rows\": [", (long long)tab->n_samples, tab->feat_acc,
                                 tab->nll_bits);
     for (int i = 0; i < tab->n && k < sizeof json; i++)
-        k += (size_t)snprintf(json + k, sizeof json - k, "%s{\"name\": \"%s\", \"fid\": %.6f, \"images_per_s\": %s%.3f%s}",
-                              i ? ", " : "", tab->row[i].name, tab->row[i].fid, isnan(tab->row[i].images_per_s) ? "\"" : "",
-                              isnan(tab->row[i].images_per_s) ? 0.0 : tab->row[i].images_per_s,
-                              isnan(tab->row[i].images_per_s) ? "\"" : "");
+        k += (size_t)snprintf(json + k, sizeof json - k,
+                              "%s{\"name\": \"%s\", \"fid\": %.6f, \"images_per_s\": %.3f, \"latency_b1_s\": %.6f, "
+                              "\"latency_b64_s\": %.6f}",
+                              i ? ", " : "", tab->row[i].name, tab->row[i].fid,
+                              isnan(tab->row[i].images_per_s) ? -1.0 : tab->row[i].images_per_s,
+                              isnan(tab->row[i].lat1) ? -1.0 : tab->row[i].lat1,
+                              isnan(tab->row[i].lat64) ? -1.0 : tab->row[i].lat64);
     if (k < sizeof json) snprintf(json + k, sizeof json - k, "]}\n");
     DD2_TRY(dd2_stage_path(ctx, "eval/table.md", path, sizeof path, st));
     DD2_TRY(dd2_atomic_write_text(path, md, st));
@@ -121,6 +139,7 @@ static int real_rows(const dd2_stage_ctx *ctx, const dd2_token_data *td, dd2_fea
     char path[1200];
     DD2_TRY(dd2_fid_ref_stats_path(ctx, path, sizeof path, st));
     DD2_TRY(dd2_fid_stats_load(path, ref, st));
+    tab->n_ref = ref->n;
     dd2_fid_stats train;
     DD2_TRY(dd2_fid_train_stats_path(ctx, path, sizeof path, st));
     DD2_TRY(dd2_fid_stats_load(path, &train, st));
@@ -164,21 +183,40 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         tokens = DD2_MALLOC((size_t)N * td.n * sizeof *tokens, st);
         if (!labels || !tokens) rc = DD2_ERR_RUNTIME;
     }
-    double seconds = 0.0;
-    if (rc == DD2_OK) {
-        dd2_balanced_labels(labels, N, cfg->data.n_classes);
+    dd2_teacher_sampler ts = {&t, params, dd2_sampling_from_config(cfg), (uint64_t)cfg->run.seed};
+    char teacher_name[96];
+    snprintf(teacher_name, sizeof teacher_name, "teacher (%d AR steps, CFG %.3g, top-k %d)", td.n, cfg->sample.cfg_scale,
+             cfg->sample.top_k);
+    const struct {
+        const char *name;
+        dd2_sample_batch_fn fn;
+        void *model;
+    } gens[] = {
+        {teacher_name, dd2_teacher_sample_batch, &ts},
+        {"naive: all tokens from one teacher pass on noise", dd2_teacher_naive_batch, &ts},
+    };
+    if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
+    for (size_t g = 0; rc == DD2_OK && g < sizeof gens / sizeof gens[0]; g++) {
+        double seconds = 0.0, lat1 = NAN, lat64 = NAN;
         /* eval draws are keyed apart from `dd2 sample`'s (offset 2^40) */
-        rc = dd2_generate_teacher(ctx, &t, params, labels, N, (uint64_t)1 << 40, tokens, &seconds, st);
+        rc = dd2_generate(ctx, gens[g].fn, gens[g].model, td.n, labels, N, (uint64_t)1 << 40, tokens, &seconds, st);
+        if (rc == DD2_OK && ctx->env->rank == 0) {
+            double fid;
+            rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);
+            if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 1, cfg->data.n_classes, 3, &lat1, st);
+            if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 64, cfg->data.n_classes, 2, &lat64, st);
+            if (rc == DD2_OK) {
+                eval_row *row = add_row(&tab, gens[g].name, fid, (double)N / seconds, seconds);
+                row->lat1 = lat1;
+                row->lat64 = lat64;
+                dd2_info("eval: %s: FID %.2f, %.1f images/s", gens[g].name, fid, (double)N / seconds);
+            }
+        }
+        int all_g = rc;
+        MPI_Allreduce(MPI_IN_PLACE, &all_g, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (all_g != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all_g, "eval failed on rank 0");
     }
-    if (rc == DD2_OK && ctx->env->rank == 0) {
-        double fid;
-        char name[96];
-        rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);
-        snprintf(name, sizeof name, "teacher (%d AR steps, CFG %.3g, top-k %d)", td.n, cfg->sample.cfg_scale,
-                 cfg->sample.top_k);
-        if (rc == DD2_OK) add_row(&tab, name, fid, (double)N / seconds, seconds);
-        if (rc == DD2_OK) rc = write_outputs(ctx, &tab, st);
-    }
+    if (rc == DD2_OK && ctx->env->rank == 0) rc = write_outputs(ctx, &tab, st);
     all = rc;
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "eval failed on rank 0");

@@ -15,10 +15,37 @@ dd2_sampling dd2_sampling_from_config(const dd2_config *cfg) {
                           (float)cfg->sample.top_p};
 }
 
-int dd2_generate_teacher(const dd2_stage_ctx *ctx, const dd2_teacher *t, const float *params, const int32_t *labels,
-                         int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
-    const int R = ctx->env->size, r = ctx->env->rank, n = t->n, batch = ctx->cfg->sample.batch;
-    const dd2_sampling s = dd2_sampling_from_config(ctx->cfg);
+int dd2_teacher_sample_batch(void *model, const int *y, int B, uint64_t first_index, int32_t *tokens, dd2_status *st) {
+    const dd2_teacher_sampler *m = model;
+    return dd2_teacher_sample(m->t, m->params, y, B, &m->s, m->seed, first_index, tokens, st);
+}
+
+int dd2_teacher_naive_batch(void *model, const int *y, int B, uint64_t first_index, int32_t *tokens, dd2_status *st) {
+    const dd2_teacher_sampler *m = model;
+    return dd2_teacher_sample_naive(m->t, m->params, y, B, &m->s, m->seed, first_index, tokens, st);
+}
+
+int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K, int reps, double *seconds,
+                        dd2_status *st) {
+    int *y = DD2_MALLOC((size_t)B * sizeof *y, st);
+    int32_t *tok = DD2_MALLOC((size_t)B * n * sizeof *tok, st);
+    int rc = (y && tok) ? DD2_OK : DD2_ERR_RUNTIME;
+    for (int b = 0; rc == DD2_OK && b < B; b++) y[b] = b % K;
+    double best = 1e30;
+    for (int r = 0; rc == DD2_OK && r <= reps; r++) {
+        double t0 = dd2_now();
+        rc = fn(model, y, B, (uint64_t)3 << 40, tok, st);
+        if (r > 0 && dd2_now() - t0 < best) best = dd2_now() - t0; /* run 0 warms up */
+    }
+    *seconds = best;
+    free(y);
+    free(tok);
+    return rc;
+}
+
+int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, int n, const int32_t *labels,
+                 int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
+    const int R = ctx->env->size, r = ctx->env->rank, batch = ctx->cfg->sample.batch;
     int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
     int *y = DD2_MALLOC((size_t)batch * sizeof *y, st);
     if (!counts || !displs || !y) {
@@ -40,8 +67,7 @@ int dd2_generate_teacher(const dd2_stage_ctx *ctx, const dd2_teacher *t, const f
     for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
         int b = (int)(hi - i < batch ? hi - i : batch);
         for (int k = 0; k < b; k++) y[k] = labels[i + k];
-        rc = dd2_teacher_sample(t, params, y, b, &s, (uint64_t)ctx->cfg->run.seed, seed_offset + (uint64_t)i,
-                                tokens + i * n, st);
+        rc = fn(model, y, b, seed_offset + (uint64_t)i, tokens + i * n, st);
         dd2_progress_update(&prog, (long)(i + b - lo), NULL);
     }
     double dt = dd2_now() - t0;
@@ -59,4 +85,10 @@ int dd2_generate_teacher(const dd2_stage_ctx *ctx, const dd2_teacher *t, const f
     free(displs);
     free(y);
     return rc;
+}
+
+int dd2_generate_teacher(const dd2_stage_ctx *ctx, const dd2_teacher *t, const float *params, const int32_t *labels,
+                         int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
+    dd2_teacher_sampler m = {t, params, dd2_sampling_from_config(ctx->cfg), (uint64_t)ctx->cfg->run.seed};
+    return dd2_generate(ctx, dd2_teacher_sample_batch, &m, t->n, labels, N, seed_offset, tokens, seconds, st);
 }

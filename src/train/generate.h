@@ -15,6 +15,32 @@
  * multiple of K). */
 void dd2_balanced_labels(int32_t *labels, int64_t N, int K);
 
+/* A model's batch sampler: tokens [B,n] for classes y [B]; sample b uses the draws of global
+ * index first_index + b (so the result does not depend on how samples are batched). */
+typedef int (*dd2_sample_batch_fn)(void *model, const int *y, int B, uint64_t first_index, int32_t *tokens,
+                                   dd2_status *st);
+
+/* Generate N sequences with `fn`, split over the ranks in batches of sample.batch; every rank
+ * returns all tokens [N,n] (gathered). *seconds = wall time of the generation (max over ranks).
+ * Sample i has class labels[i] and index seed_offset + i. Collective. */
+int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, int n, const int32_t *labels,
+                 int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st);
+
+/* Latency of one batch of B samples (best of `reps` runs after one warm-up; this rank only). */
+int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K, int reps, double *seconds,
+                        dd2_status *st);
+
+/* The teacher as a batch sampler (model = dd2_teacher_sampler), AR with KV cache, or the naive
+ * one-pass baseline. */
+typedef struct dd2_teacher_sampler {
+    const dd2_teacher *t;
+    const float *params;
+    dd2_sampling s;
+    uint64_t seed;
+} dd2_teacher_sampler;
+int dd2_teacher_sample_batch(void *model, const int *y, int B, uint64_t first_index, int32_t *tokens, dd2_status *st);
+int dd2_teacher_naive_batch(void *model, const int *y, int B, uint64_t first_index, int32_t *tokens, dd2_status *st);
+
 /* Teacher AR sampling of N sequences with the config's sampling settings (sample.*), in batches
  * of sample.batch per rank; every rank returns all tokens [N,n] (gathered). *seconds = wall time
  * of the generation itself (max over ranks). Draws use (run.seed, DD2_RNG_SAMPLE, seed_offset + i). */
