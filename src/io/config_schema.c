@@ -90,7 +90,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("vq.codes", vq.codes, 2, 1048576, "512", "codebook size V"),
     K_INT("vq.patch", vq.patch, 1, 64, "4", "patch side in pixels; token dimension C = patch^2 * channels"),
     K_INT("vq.iters", vq.iters, 1, 100000, "20", "k-means iterations"),
-    K_INT("vq.sample_patches", vq.sample_patches, 0, IMAX, "0", "k-means on a random subset of this many patches (0: all)"),
+    K_INT("vq.sample_patches", vq.sample_patches, 0, IMAX, "0", "the k-means initialisation draws from a random subset of this many patches (0: all)"),
     K_ENUM("vq.init", vq.init, vq_init_names, "kmeans++", "k-means initialisation"),
     K_STR("vq.codebook", vq.codebook, 0, "", "HDF5 file with an imported codebook [V,C] (empty: train k-means)"),
 

@@ -519,7 +519,7 @@ static double km_stats(const dd2_vq_codebook *cb, const float *x, size_t n, cons
     return sse;
 }
 
-/* Candidate order for re-seeding: larger error first, then lower index. */
+/* Re-seeding candidates: larger error first, then lower index. */
 typedef struct km_cand {
     double err;
     size_t i;
@@ -529,12 +529,7 @@ static inline int cand_before(const km_cand *a, const km_cand *b) {
     return a->err > b->err || (a->err == b->err && a->i < b->i);
 }
 
-static int cand_cmp(const void *pa, const void *pb) {
-    const km_cand *a = pa, *b = pb;
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
-}
-
-/* heap[0] is the candidate that comes last in the order (the first to drop). */
+/* h[0] is the candidate that comes last in the order (the first to drop). */
 static void heap_sift_down(km_cand *h, size_t m, size_t i) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, w = i;
@@ -548,7 +543,8 @@ static void heap_sift_down(km_cand *h, size_t m, size_t i) {
     }
 }
 
-/* The first `want` candidates (err > 0) in candidate order, sorted, into out; returns how many. */
+/* The first `want` rows with err > 0 in candidate order (in heap order, not sorted); returns
+ * how many there are (<= want). */
 static size_t top_candidates(const double *err, size_t n, km_cand *out, size_t want) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -563,72 +559,55 @@ static size_t top_candidates(const double *err, size_t n, km_cand *out, size_t w
             heap_sift_down(out, m, 0);
         }
     }
-    qsort(out, m, sizeof *out, cand_cmp);
     return m;
 }
 
-/* Move dead codes onto the patches with the largest error (see dd2_kmeans). Updates assign,
- * counts and sums as if those patches had been assigned to the dead codes. Returns the number
- * of codes re-seeded in *moved. */
+/* Move dead codes onto far-away patches, farthest first, among a pool of the rows with the
+ * largest errors (max(4096, 64 per dead code) of them): each dead code in turn takes the pool
+ * row with the largest error (lowest index on ties) whose cluster keeps at least one other row;
+ * that row leaves its cluster for the dead code, and every pool row's error becomes
+ * min(error, distance² to it), so the next dead code goes elsewhere (not to a copy of the same
+ * patch or a neighbour). Updates assign, counts and sums as if the row had been assigned to the
+ * dead code. Deterministic (done the same way on every rank). *moved = codes re-seeded. */
 static int km_reseed(const dd2_vq_codebook *cb, const float *x, size_t n, int32_t *assign, int64_t *counts,
                      double *sums, const double *err, int *moved, dd2_status *st) {
     const int V = cb->codes, C = cb->dim;
     *moved = 0;
-    int n_dead = 0;
-    for (int v = 0; v < V; v++) n_dead += counts[v] == 0;
-    if (n_dead == 0) return DD2_OK;
-    int *dead = DD2_MALLOC((size_t)n_dead * sizeof(int), st);
-    size_t *chosen = dead ? DD2_MALLOC((size_t)n_dead * sizeof(size_t), st) : NULL;
-    if (!chosen) {
-        free(dead);
-        return DD2_ERR_RUNTIME;
-    }
-    for (int v = 0, k = 0; v < V; v++)
-        if (counts[v] == 0) dead[k++] = v;
-    size_t want = (size_t)n_dead * 2 + 64, pos = 0, got = 0;
-    km_cand *cand = NULL;
-    int rc = DD2_OK;
-    int n_chosen = 0;
-    for (;;) {
-        km_cand *bigger = realloc(cand, want * sizeof *cand);
-        if (!bigger) {
-            rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "k-means: out of memory for %zu re-seed candidates", want);
-            break;
+    size_t dead = 0;
+    for (int v = 0; v < V; v++) dead += counts[v] == 0;
+    if (dead == 0) return DD2_OK;
+    size_t want = 64 * dead > 4096 ? 64 * dead : 4096;
+    km_cand *pool = DD2_MALLOC(want * sizeof *pool, st);
+    if (!pool) return DD2_ERR_RUNTIME;
+    size_t m = top_candidates(err, n, pool, want);
+    for (int v = 0; v < V; v++) {
+        if (counts[v] != 0) continue;
+        size_t best = m;
+        for (size_t q = 0; q < m; q++)
+            if (pool[q].err > 0 && counts[assign[pool[q].i]] > 1 && (best == m || cand_before(&pool[q], &pool[best])))
+                best = q;
+        if (best == m) break; /* no row left that a dead code could take */
+        const size_t i = pool[best].i;
+        const float *xb = x + i * (size_t)C;
+        const int a = assign[i];
+        counts[a]--;
+        counts[v] = 1;
+        double *sa = sums + (size_t)a * C, *sv = sums + (size_t)v * C;
+        for (int j = 0; j < C; j++) {
+            sa[j] -= xb[j];
+            sv[j] = xb[j];
         }
-        cand = bigger;
-        got = top_candidates(err, n, cand, want);
-        for (; pos < got && n_chosen < n_dead; pos++) {
-            size_t i = cand[pos].i;
-            int a = assign[i];
-            if (counts[a] <= 1) continue; /* would leave its own code empty */
-            const float *xi = x + i * (size_t)C;
-            int dup = 0;
-            for (int q = 0; q < n_chosen && !dup; q++) {
-                const float *xq = x + chosen[q] * (size_t)C;
-                int same = 1;
-                for (int j = 0; j < C && same; j++) same = xi[j] == xq[j];
-                dup = same;
-            }
-            if (dup) continue;
-            int v = dead[n_chosen];
-            chosen[n_chosen++] = i;
-            counts[a]--;
-            counts[v] = 1;
-            double *sa = sums + (size_t)a * C, *sv = sums + (size_t)v * C;
-            for (int j = 0; j < C; j++) {
-                sa[j] -= xi[j];
-                sv[j] = xi[j];
-            }
-            assign[i] = v;
+        assign[i] = v;
+        (*moved)++;
+        for (size_t q = 0; q < m; q++) {
+            if (!(pool[q].err > 0)) continue;
+            double d = exact_dist2(x + pool[q].i * (size_t)C, xb, C);
+            if (d < pool[q].err) pool[q].err = d;
         }
-        if (n_chosen == n_dead || got < want) break; /* done, or no candidate left */
-        want *= 4;
+        pool[best].err = 0;
     }
-    free(cand);
-    free(dead);
-    free(chosen);
-    *moved = n_chosen;
-    return rc;
+    free(pool);
+    return DD2_OK;
 }
 
 /* The deterministic sample the initialisation draws from: indices into x, ascending. */
@@ -851,21 +830,25 @@ int dd2_kmeans(const float *x, size_t n, const dd2_kmeans_opts *o, dd2_vq_codebo
         double ti = dd2_now();
         rc = km_assign(&k, cb, x, n, assign, gcnt, gdis, st);
         if (rc != DD2_OK) goto done;
+        double ta = dd2_now();
         double sse = km_stats(cb, x, n, assign, counts, sums, err);
+        dd2_debug("k-means: iteration %d: assignment %.3fs, statistics %.3fs", it, ta - ti, dd2_now() - ta);
         dd2_kmeans_iter_info info = {.iter = it, .iters = o->iters, .mse = sse / ((double)n * C)};
         for (int v = 0; v < V; v++) info.used += counts[v] > 0;
         info.dead = V - info.used;
         if (it == 1) res->mse_init = info.mse;
         if (info.dead > 0) {
-            rc = km_reseed(cb, x, n, assign, counts, sums, err, &info.reseeded, st);
-            rc = km_agree(&k, rc, st);
+            double tr = dd2_now();
+            rc = km_agree(&k, km_reseed(cb, x, n, assign, counts, sums, err, &info.reseeded, st), st);
             if (rc != DD2_OK) goto done;
             res->reseeded += info.reseeded;
+            dd2_debug("k-means: iteration %d: %d dead codes, %d re-seeded in %.3fs", it, info.dead, info.reseeded,
+                      dd2_now() - tr);
         }
         for (int v = 0; v < V; v++) {
             if (counts[v] == 0) continue;
-            double inv_n = (double)counts[v];
-            for (int j = 0; j < C; j++) cb->c[(size_t)v * C + j] = (float)(sums[(size_t)v * C + j] / inv_n);
+            double cnt = (double)counts[v];
+            for (int j = 0; j < C; j++) cb->c[(size_t)v * C + j] = (float)(sums[(size_t)v * C + j] / cnt);
         }
         dd2_vq_codebook_refresh(cb);
         info.seconds = dd2_now() - ti;

@@ -166,17 +166,24 @@ typedef struct dd2_kmeans_result {
 } dd2_kmeans_result;
 
 /* k-means of x [n,C] (every rank of opts->comm passes the same x) into cb (initialised by the
- * caller with V = opts->codes, C = dim; overwritten unless init is GIVEN): initialisation
- * (k-means++ or random) on a deterministic sample, then opts->iters Lloyd iterations, each:
- *   1. assign every patch to its nearest code (dd2_vq_nearest; rows split into contiguous,
- *      block-aligned chunks, one per rank, the int32 assignments gathered with MPI_Allgatherv);
- *   2. on every rank, in patch order, in double: the MSE, the counts and the per-code sums;
- *   3. dead codes (count 0) are re-seeded onto the patches with the largest error (distinct
- *      vectors, error > 0, taken from clusters with more than one patch), which move to them;
- *   4. code v = sum_v / count_v (codes still empty keep their value).
- * A final assignment gives res->mse/used/perplexity; assign [n] (may be NULL) receives it.
- * The codebook is bitwise identical for any number of ranks and any BLAS thread count.
- * n >= 1 and codes >= 1 are required (n < codes is allowed: extra codes stay duplicates). */
+ * caller with V = opts->codes, C = dim; overwritten unless init is GIVEN).
+ * Initialisation on a deterministic sample of opts->sample rows (stream (seed, KMEANS, 0, 0)):
+ *   k-means++: D² sampling (stream (seed, KMEANS, 1, 0)), exact but lazy (rows in blocks, a
+ *     block's D² brought up to date by one GEMM only when a draw lands in it; rejection
+ *     sampling keeps the distribution exact), computed on rank 0 and broadcast;
+ *   random: V distinct random rows (same stream), computed on every rank.
+ * Then opts->iters Lloyd iterations, each:
+ *   1. assign every row to its nearest code (dd2_vq_nearest; rows split into contiguous chunks
+ *      of whole DD2_VQ_PART_ROWS blocks, one per rank; the int32 assignments are gathered on
+ *      every rank with MPI_Allgatherv);
+ *   2. on every rank, in row order, in double: the squared errors (-> MSE), counts and sums;
+ *   3. dead codes (count 0) are re-seeded farthest-first: each takes the row with the largest
+ *      error (error > 0, from a cluster of two or more rows), which moves to it, and the other
+ *      rows' errors shrink to their distance to it (so the next dead code goes elsewhere);
+ *   4. code v = sum_v / count_v (a code still empty keeps its value).
+ * A final assignment gives res->mse/used/perplexity; assign [n] (may be NULL) receives it (on
+ * every rank). The codebook is bitwise identical for any number of ranks and any BLAS thread
+ * count. n >= 1 and codes >= 1 are required (n < codes is allowed: extra codes duplicate). */
 int dd2_kmeans(const float *x, size_t n, const dd2_kmeans_opts *opts, dd2_vq_codebook *cb, int32_t *assign,
                dd2_kmeans_result *res, dd2_status *st);
 
