@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "io/idx.h"
 #include "model/fid.h"
+#include "train/dataset.h"
 
 /* ---- paths ------------------------------------------------------------------------------------ */
 
@@ -46,54 +46,16 @@ int dd2_fid_load_featnet(const dd2_stage_ctx *ctx, dd2_featnet *net, dd2_status 
 
 /* ---- data --------------------------------------------------------------------------------------- */
 
-typedef struct split {
-    dd2_idx img, lab;
-    size_t n, in_dim;
-    char path[1100]; /* the images file, for messages and the statistics' source */
-} split;
-
-static void split_free(split *s) {
-    dd2_idx_free(&s->img);
-    dd2_idx_free(&s->lab);
-}
-
-static int join(const char *dir, const char *name, char *out, size_t n, dd2_status *st) {
-    int m = name[0] == '/' ? snprintf(out, n, "%s", name) : snprintf(out, n, "%s/%s", dir, name);
-    if (m < 0 || (size_t)m >= n) return DD2_FAIL(st, DD2_ERR_INPUT, "path too long: %s/%s", dir, name);
-    return DD2_OK;
-}
-
-static int load_split(const dd2_config *cfg, const char *images, const char *labels, int limit, split *s,
-                      dd2_status *st) {
-    memset(s, 0, sizeof *s);
-    char lpath[1100];
-    DD2_TRY(join(cfg->data.dir, images, s->path, sizeof s->path, st));
-    DD2_TRY(join(cfg->data.dir, labels, lpath, sizeof lpath, st));
-    DD2_TRY(dd2_idx_read(s->path, &s->img, st));
-    int rc = dd2_idx_read(lpath, &s->lab, st);
-    if (rc != DD2_OK) {
-        split_free(s);
-        return rc;
-    }
-    if (s->img.ndim != 3 || s->lab.ndim != 1)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s, %s: expected images [N,H,W] and labels [N] (got %d and %d dims)",
-                      s->path, lpath, s->img.ndim, s->lab.ndim);
-    else if (s->img.dims[0] != s->lab.dims[0])
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: %u images but %s has %u labels", s->path, s->img.dims[0], lpath,
-                      s->lab.dims[0]);
-    else if (s->img.dims[0] < 2)
+/* A split for FID statistics: train/dataset.h, plus at least 2 images (a covariance needs them). */
+static int load_split(const dd2_config *cfg, int test, dd2_image_split *s, dd2_status *st) {
+    DD2_TRY(dd2_dataset_load(cfg, test, s, st));
+    const int limit = test ? cfg->data.test_limit : cfg->data.train_limit;
+    int rc = DD2_OK;
+    if (s->img.dims[0] < 2)
         rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: FID statistics need at least 2 images", s->path);
-    if (rc == DD2_OK) {
-        s->n = s->img.dims[0];
-        if (limit > 0 && (size_t)limit < s->n) s->n = (size_t)limit;
-        if (s->n < 2) rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: a limit of %d leaves fewer than 2 images", s->path, limit);
-        s->in_dim = (size_t)s->img.dims[1] * s->img.dims[2];
-        for (size_t i = 0; rc == DD2_OK && i < s->n; i++)
-            if (s->lab.data[i] >= cfg->data.n_classes)
-                rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: label %u of example %zu is not below data.n_classes = %d",
-                              lpath, (unsigned)s->lab.data[i], i, cfg->data.n_classes);
-    }
-    if (rc != DD2_OK) split_free(s);
+    else if (s->n < 2)
+        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: a limit of %d leaves fewer than 2 images", s->path, limit);
+    if (rc != DD2_OK) dd2_image_split_free(s);
     return rc;
 }
 
@@ -124,8 +86,8 @@ static void mismatch(const dd2_featnet *net, const dd2_config *cfg, size_t in_di
         }
 }
 
-static int obtain_featnet(const dd2_stage_ctx *ctx, const split *train, const split *test, dd2_featnet *net,
-                          dd2_status *st) {
+static int obtain_featnet(const dd2_stage_ctx *ctx, const dd2_image_split *train, const dd2_image_split *test,
+                          dd2_featnet *net, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
     char path[1100];
     DD2_TRY(dd2_fid_featnet_path(ctx, path, sizeof path, st));
@@ -207,7 +169,7 @@ have_net:
 
 /* ---- the stage ------------------------------------------------------------------------------------- */
 
-static int stats_of(dd2_featnet *net, const split *s, const char *what, size_t batch, dd2_fid_stats *out,
+static int stats_of(dd2_featnet *net, const dd2_image_split *s, const char *what, size_t batch, dd2_fid_stats *out,
                     dd2_status *st) {
     double t0 = dd2_now();
     DD2_TRY(dd2_fid_stats_images_u8(net, s->img.data, s->n, batch, out, st));
@@ -218,11 +180,11 @@ static int stats_of(dd2_featnet *net, const split *s, const char *what, size_t b
 
 static int run_rank0(const dd2_stage_ctx *ctx, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
-    split train, test;
-    DD2_TRY(load_split(cfg, cfg->data.train_images, cfg->data.train_labels, cfg->data.train_limit, &train, st));
-    int rc = load_split(cfg, cfg->data.test_images, cfg->data.test_labels, cfg->data.test_limit, &test, st);
+    dd2_image_split train, test;
+    DD2_TRY(load_split(cfg, 0, &train, st));
+    int rc = load_split(cfg, 1, &test, st);
     if (rc != DD2_OK) {
-        split_free(&train);
+        dd2_image_split_free(&train);
         return rc;
     }
     if (rc == DD2_OK && train.in_dim != test.in_dim)
@@ -276,8 +238,8 @@ static int run_rank0(const dd2_stage_ctx *ctx, dd2_status *st) {
     dd2_fid_stats_free(&ref);
     dd2_fid_stats_free(&tr);
     dd2_featnet_free(&net);
-    split_free(&train);
-    split_free(&test);
+    dd2_image_split_free(&train);
+    dd2_image_split_free(&test);
     return rc;
 }
 

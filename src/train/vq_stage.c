@@ -15,9 +15,9 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "io/h5io.h"
-#include "io/idx.h"
 #include "io/png_io.h"
 #include "model/vq.h"
+#include "train/dataset.h"
 
 /* ---- agreement between ranks ------------------------------------------------------------------ */
 
@@ -46,71 +46,12 @@ static int share_rank0(int rc, dd2_status *st) {
 
 /* ---- data ------------------------------------------------------------------------------------- */
 
-typedef struct vq_split {
-    dd2_idx img, lab;
-    size_t n;
-    char path[1100];
-} vq_split;
-
-static void split_free(vq_split *s) {
-    dd2_idx_free(&s->img);
-    dd2_idx_free(&s->lab);
-    memset(s, 0, sizeof *s);
-}
-
-static int join(const char *dir, const char *name, char *out, size_t n, dd2_status *st) {
-    int m = name[0] == '/' ? snprintf(out, n, "%s", name) : snprintf(out, n, "%s/%s", dir, name);
-    if (m < 0 || (size_t)m >= n) return DD2_FAIL(st, DD2_ERR_INPUT, "path too long: %s/%s", dir, name);
-    return DD2_OK;
-}
-
-static int load_split(const dd2_config *cfg, const char *images, const char *labels, int limit, vq_split *s,
-                      dd2_status *st) {
-    memset(s, 0, sizeof *s);
-    char lpath[1100];
-    DD2_TRY(join(cfg->data.dir, images, s->path, sizeof s->path, st));
-    DD2_TRY(join(cfg->data.dir, labels, lpath, sizeof lpath, st));
-    DD2_TRY(dd2_idx_read(s->path, &s->img, st));
-    int rc = dd2_idx_read(lpath, &s->lab, st);
-    if (rc != DD2_OK) {
-        split_free(s);
-        return rc;
-    }
-    const int S = cfg->data.image_size, ch = cfg->data.channels;
-    int img_ch = s->img.ndim == 4 ? (int)s->img.dims[3] : 1;
-    if (s->img.ndim != 3 && s->img.ndim != 4)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: expected images [N,H,W] or [N,H,W,C], found %d dims", s->path,
-                      s->img.ndim);
-    else if (s->lab.ndim != 1)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: expected labels [N], found %d dims", lpath, s->lab.ndim);
-    else if ((int)s->img.dims[1] != S || (int)s->img.dims[2] != S)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: images are %ux%u, but data.image_size = %d", s->path, s->img.dims[1],
-                      s->img.dims[2], S);
-    else if (img_ch != ch)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: images have %d channel(s), but data.channels = %d", s->path, img_ch, ch);
-    else if (s->img.dims[0] != s->lab.dims[0])
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: %u images but %s has %u labels", s->path, s->img.dims[0], lpath,
-                      s->lab.dims[0]);
-    else if (s->img.dims[0] < 1)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: no images", s->path);
-    if (rc == DD2_OK) {
-        s->n = s->img.dims[0];
-        if (limit > 0 && (size_t)limit < s->n) s->n = (size_t)limit;
-        for (size_t i = 0; rc == DD2_OK && i < s->n; i++)
-            if (s->lab.data[i] >= cfg->data.n_classes)
-                rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: label %u of example %zu is not below data.n_classes = %d", lpath,
-                              (unsigned)s->lab.data[i], i, cfg->data.n_classes);
-    }
-    if (rc != DD2_OK) split_free(s);
-    return rc;
-}
-
 /* ---- distributed encoding --------------------------------------------------------------------- */
 
 /* Encode the n images of s: each rank its contiguous share, gathered on rank 0 into tokens
  * [n,T] (rank 0 only; may be NULL elsewhere) with *sse = Σ per-image squared errors summed in
  * image order (so the result does not depend on the number of ranks). */
-static int encode_split(const dd2_vq_codebook *cb, const dd2_vq_geom *g, const vq_split *s, int32_t *tokens,
+static int encode_split(const dd2_vq_codebook *cb, const dd2_vq_geom *g, const dd2_image_split *s, int32_t *tokens,
                         double *sse, dd2_status *st) {
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -228,14 +169,14 @@ static int write_codebook(const dd2_stage_ctx *ctx, const char *path, const dd2_
     return dd2_h5_close(h, st);
 }
 
-static int write_tokens(const char *path, const dd2_vq_codebook *cb, const dd2_vq_geom *g, const vq_split *tr,
-                        const int32_t *tr_tok, const vq_split *te, const int32_t *te_tok, dd2_status *st) {
+static int write_tokens(const char *path, const dd2_vq_codebook *cb, const dd2_vq_geom *g, const dd2_image_split *tr,
+                        const int32_t *tr_tok, const dd2_image_split *te, const int32_t *te_tok, dd2_status *st) {
     size_t nmax = tr->n > te->n ? tr->n : te->n;
     int32_t *lab = DD2_MALLOC(nmax * sizeof(int32_t), st);
     if (!lab) return DD2_ERR_RUNTIME;
     dd2_h5 *h = NULL;
     int rc = dd2_h5_create_atomic(path, &h, st);
-    const vq_split *sp[2] = {tr, te};
+    const dd2_image_split *sp[2] = {tr, te};
     const int32_t *tk[2] = {tr_tok, te_tok};
     const char *tname[2] = {"train_tokens", "test_tokens"}, *lname[2] = {"train_labels", "test_labels"};
     for (int k = 0; k < 2 && rc == DD2_OK; k++) {
@@ -267,7 +208,7 @@ static int write_tokens(const char *path, const dd2_vq_codebook *cb, const dd2_v
 }
 
 /* Rows of 8 originals, each followed by a row of their decodings (first 16 test images). */
-static int write_recon_png(const char *path, const dd2_vq_codebook *cb, const dd2_vq_geom *g, const vq_split *te,
+static int write_recon_png(const char *path, const dd2_vq_codebook *cb, const dd2_vq_geom *g, const dd2_image_split *te,
                            const int32_t *te_tok, dd2_status *st) {
     if (g->channels != 1 && g->channels != 3) {
         dd2_warn0("vq: no %s (PNG needs 1 or 3 channels, data.channels = %d)", path, g->channels);
@@ -334,14 +275,14 @@ int dd2_stage_vq(const dd2_stage_ctx *ctx, dd2_status *st) {
     }
     DD2_TRY(dd2_stage_mkdir(ctx, "vq", st));
 
-    vq_split tr = {0}, te = {0};
+    dd2_image_split tr = {0}, te = {0};
     dd2_vq_codebook cb = {0};
     float *patches = NULL;
     int32_t *tr_tok = NULL, *te_tok = NULL;
     vq_summary sm = {0};
 
-    rc = load_split(cfg, cfg->data.train_images, cfg->data.train_labels, cfg->data.train_limit, &tr, st);
-    if (rc == DD2_OK) rc = load_split(cfg, cfg->data.test_images, cfg->data.test_labels, cfg->data.test_limit, &te, st);
+    rc = dd2_dataset_load(cfg, 0, &tr, st);
+    if (rc == DD2_OK) rc = dd2_dataset_load(cfg, 1, &te, st);
     rc = agree(rc, st);
     if (rc != DD2_OK) goto done;
     const size_t T = (size_t)g.n_tokens, C = (size_t)g.dim, np = tr.n * T;
@@ -443,7 +384,7 @@ done:
     free(tr_tok);
     free(te_tok);
     dd2_vq_codebook_free(&cb);
-    split_free(&tr);
-    split_free(&te);
+    dd2_image_split_free(&tr);
+    dd2_image_split_free(&te);
     return rc;
 }
