@@ -1,6 +1,7 @@
 #include "dist/collectives.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #define CHUNK ((size_t)1 << 28) /* elements per MPI call: well below INT_MAX */
 
@@ -38,6 +39,20 @@ int dd2_bcast_f32(float *buf, size_t n, int root, MPI_Comm comm, dd2_status *st)
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t c = n - off < CHUNK ? n - off : CHUNK;
         DD2_TRY(mpi_ok(MPI_Bcast(buf + off, (int)c, MPI_FLOAT, root, comm), "MPI_Bcast", st));
+    }
+    return DD2_OK;
+}
+
+int dd2_allreduce_max_int_idle(int *value, MPI_Comm comm, dd2_status *st) {
+    MPI_Request req;
+    DD2_TRY(mpi_ok(MPI_Iallreduce(MPI_IN_PLACE, value, 1, MPI_INT, MPI_MAX, comm, &req), "MPI_Iallreduce", st));
+    int done = 0;
+    while (!done) {
+        DD2_TRY(mpi_ok(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test", st));
+        if (!done) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
     }
     return DD2_OK;
 }

@@ -99,8 +99,10 @@ int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const in
                              uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st) {
     const int guided = s->cfg_scale != 1.0f;
     const int R = guided ? 2 * B : B, n = t->n, V = t->V, C = t->C, d = t->bb.dims.d;
-    dd2_backbone_acts acts;
-    DD2_TRY(dd2_backbone_acts_alloc(&acts, &t->bb, R, st));
+    /* one causal pass over all n positions through the inference (KV-cache) path: no training
+     * activations are kept */
+    dd2_backbone_cache cache;
+    DD2_TRY(dd2_backbone_cache_alloc(&cache, &t->bb, R, n, st));
     int *yy = DD2_MALLOC((size_t)R * sizeof *yy, st);
     float *x = DD2_MALLOC((size_t)R * n * C * sizeof(float), st);
     float *f = DD2_MALLOC((size_t)R * n * d * sizeof(float), st);
@@ -119,7 +121,7 @@ int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const in
         }
     }
     if (rc == DD2_OK) {
-        dd2_backbone_forward(&t->bb, params, &acts, x, yy, R, f);
+        dd2_backbone_step(&t->bb, params, &cache, x, yy, 0, n, R, f); /* row i of x feeds position i */
         dd2_logits_forward(&t->head, params, f, (size_t)R * n, logits);
     }
     for (int b = 0; rc == DD2_OK && b < B; b++) {
@@ -131,7 +133,7 @@ int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const in
             tokens[(size_t)b * n + pos] = dd2_sample_categorical(p + (size_t)pos * V, V, dd2_rng_uniform(&rng));
         }
     }
-    dd2_backbone_acts_free(&acts);
+    dd2_backbone_cache_free(&cache);
     free(yy);
     free(x);
     free(f);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "dist/collectives.h"
 #include "io/atomic_file.h"
 #include "io/h5io.h"
 #include "model/fid.h"
@@ -176,7 +177,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     tab.feat_acc = net.test_accuracy;
     if (rc == DD2_OK && ctx->env->rank == 0) rc = real_rows(ctx, &td, &net, &ref, &tab, st);
     int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (dd2_allreduce_max_int_idle(&all, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "eval failed on rank 0");
     if (rc == DD2_OK) {
         labels = DD2_MALLOC((size_t)N * sizeof *labels, st);
@@ -213,12 +214,12 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
             }
         }
         int all_g = rc;
-        MPI_Allreduce(MPI_IN_PLACE, &all_g, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (dd2_allreduce_max_int_idle(&all_g, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
         if (all_g != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all_g, "eval failed on rank 0");
     }
     if (rc == DD2_OK && ctx->env->rank == 0) rc = write_outputs(ctx, &tab, st);
     all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (dd2_allreduce_max_int_idle(&all, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "eval failed on rank 0");
     st->collective = 1;
     dd2_fid_stats_free(&ref);
