@@ -57,7 +57,8 @@ static const command commands[] = {
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",
      cmd_config, NULL},
-    {"bench", "ops [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench, NULL},
+    {"bench", "ops|backbone [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench,
+     NULL},
     {"version", "", "print version, build and backend information", cmd_version, NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
@@ -121,12 +122,14 @@ static int cmd_config(const dd2_cli *cli, dd2_status *st) {
 }
 
 static int cmd_bench(const dd2_cli *cli, dd2_status *st) {
-    if (cli->n_positional < 1 || cli->n_positional > 2 || strcmp(cli->positional[0], "ops") != 0)
-        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 bench ops [CONFIG]");
+    const int ops = cli->n_positional >= 1 && strcmp(cli->positional[0], "ops") == 0;
+    const int backbone = cli->n_positional >= 1 && strcmp(cli->positional[0], "backbone") == 0;
+    if (cli->n_positional < 1 || cli->n_positional > 2 || (!ops && !backbone))
+        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 bench ops|backbone [CONFIG]");
     if (dd2_world_size() > 1) return DD2_FAIL(st, DD2_ERR_INPUT, "dd2 bench ops runs as a single process");
     dd2_config cfg;
     DD2_TRY(dd2_cli_load_config(cli, cli->n_positional == 2 ? cli->positional[1] : NULL, &cfg, st));
-    return dd2_bench_ops(&cfg, 0.3, st);
+    return ops ? dd2_bench_ops(&cfg, 0.3, st) : dd2_bench_backbone(&cfg, 1.0, st);
 }
 
 /* A pipeline stage: load the config, prepare the run directory, record the config, run. */

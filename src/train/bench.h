@@ -8,5 +8,7 @@
 #include "io/config.h"
 
 int dd2_bench_ops(const dd2_config *cfg, double seconds_per_case, dd2_status *st);
+/* Only the backbone tokens/s part (for tools/bench.sh, which alternates it with PyTorch). */
+int dd2_bench_backbone(const dd2_config *cfg, double seconds_per_case, dd2_status *st);
 
 #endif

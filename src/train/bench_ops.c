@@ -152,6 +152,11 @@ static int bench_backbone(const dd2_config *cfg, int threads, double seconds, dd
     return rc;
 }
 
+int dd2_bench_backbone(const dd2_config *cfg, double seconds, dd2_status *st) {
+    for (int threads = 1; threads <= 2; threads++) DD2_TRY(bench_backbone(cfg, threads, seconds, st));
+    return DD2_OK;
+}
+
 int dd2_bench_ops(const dd2_config *cfg, double seconds, dd2_status *st) {
     const char *isa;
     double peak1 = dd2_measure_fma_peak(0.5, &isa);
