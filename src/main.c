@@ -15,6 +15,7 @@ void openblas_set_num_threads(int n);
 #include "io/config.h"
 #include "io/atomic_file.h"
 #include "train/bench.h"
+#include "train/ardiff_io.h"
 #include "train/fid_stage.h"
 #include "train/stage.h"
 #include "train/stages.h"
@@ -53,6 +54,8 @@ static const command commands[] = {
      dd2_stage_eval},
     {"teacher-sample", "CONFIG", "sample the teacher's training set for stage 1 (AR-diffusion)", NULL,
      dd2_stage_teacher_sample},
+    {"ardiff", "CONFIG", "stage 1: train the AR-diffusion model on teacher samples (GTS loss)", NULL,
+     dd2_stage_ardiff},
     {"fid-stats", "CONFIG", "train the FID feature network; reference statistics of the test set", NULL,
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",

@@ -16,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "io/h5io.h"
 #include "model/fid.h"
+#include "train/ardiff_io.h"
 #include "train/fid_stage.h"
 #include "train/generate.h"
 #include "train/stages.h"
@@ -23,6 +24,22 @@
 #include "train/token_data.h"
 
 #define MAX_ROWS 16
+#define MAX_GENS 8
+
+/* A generator to evaluate: a batch sampler and its model. */
+typedef struct eval_gen {
+    char name[96];
+    dd2_sample_batch_fn fn;
+    void *model;
+} eval_gen;
+
+static void add_gen(eval_gen *gens, int *n, const char *name, dd2_sample_batch_fn fn, void *model) {
+    if (*n == MAX_GENS) return;
+    snprintf(gens[*n].name, sizeof gens[*n].name, "%.95s", name);
+    gens[*n].fn = fn;
+    gens[*n].model = model;
+    (*n)++;
+}
 
 typedef struct eval_row {
     char name[96];
@@ -60,7 +77,7 @@ static eval_row *add_row(eval_table *tab, const char *name, double fid, double i
     static eval_row spare;
     if (tab->n == MAX_ROWS) return &spare;
     eval_row *r = &tab->row[tab->n++];
-    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->name, sizeof r->name, "%.95s", name);
     r->fid = fid;
     r->images_per_s = ips;
     r->seconds = seconds;
@@ -165,7 +182,9 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     memset(&net, 0, sizeof net);
     dd2_fid_stats ref;
     memset(&ref, 0, sizeof ref);
-    float *params = NULL;
+    float *params = NULL, *psi_params = NULL;
+    dd2_ardiff psi;
+    memset(&psi, 0, sizeof psi);
     int32_t *labels = NULL, *tokens = NULL;
     const int64_t N = cfg->eval.n;
     tab.n_samples = N;
@@ -188,16 +207,25 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     char teacher_name[96];
     snprintf(teacher_name, sizeof teacher_name, "teacher (%d AR steps, CFG %.3g, top-k %d)", td.n, cfg->sample.cfg_scale,
              cfg->sample.top_k);
-    const struct {
-        const char *name;
-        dd2_sample_batch_fn fn;
-        void *model;
-    } gens[] = {
-        {teacher_name, dd2_teacher_sample_batch, &ts},
-        {"naive: all tokens from one teacher pass on noise", dd2_teacher_naive_batch, &ts},
-    };
+    eval_gen gens[MAX_GENS];
+    int n_gens = 0;
+    add_gen(gens, &n_gens, teacher_name, dd2_teacher_sample_batch, &ts);
+    add_gen(gens, &n_gens, "naive: all tokens from one teacher pass on noise", dd2_teacher_naive_batch, &ts);
+    /* stage-1 model, when trained */
+    char apath[1200];
+    dd2_ardiff_sampler as;
+    if (rc == DD2_OK && cfg->eval.ardiff && dd2_stage_path(ctx, "ardiff/ardiff.h5", apath, sizeof apath, st) == DD2_OK &&
+        dd2_file_exists(apath)) {
+        rc = dd2_ardiff_load(ctx, &td, &psi, &psi_params, st);
+        if (rc == DD2_OK) {
+            char name[96];
+            as = dd2_ardiff_sampler_from_config(&psi, psi_params, cfg);
+            snprintf(name, sizeof name, "AR-diffusion (%d Euler steps per token)", cfg->ardiff.euler_steps);
+            add_gen(gens, &n_gens, name, dd2_ardiff_sample_batch, &as);
+        }
+    }
     if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
-    for (size_t g = 0; rc == DD2_OK && g < sizeof gens / sizeof gens[0]; g++) {
+    for (int g = 0; rc == DD2_OK && g < n_gens; g++) {
         double seconds = 0.0, lat1 = NAN, lat64 = NAN;
         /* eval draws are keyed apart from `dd2 sample`'s (offset 2^40) */
         rc = dd2_generate(ctx, gens[g].fn, gens[g].model, td.n, labels, N, (uint64_t)1 << 40, tokens, &seconds, st);
@@ -225,6 +253,8 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     dd2_fid_stats_free(&ref);
     dd2_featnet_free(&net);
     dd2_teacher_free(&t);
+    dd2_ardiff_free(&psi);
+    free(psi_params);
     dd2_token_data_free(&td);
     free(params);
     free(labels);

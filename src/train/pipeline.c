@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "train/ardiff_io.h"
 #include "train/fid_stage.h"
 #include "train/stages.h"
 
@@ -17,6 +18,8 @@ static const pipeline_stage stages[] = {
     {"fid-stats", dd2_stage_fid_stats, "fid/test_stats.h5"},
     {"teacher", dd2_stage_teacher, "teacher/teacher.h5"},
     {"sample", dd2_stage_sample, "samples/teacher.png"},
+    {"teacher-sample", dd2_stage_teacher_sample, "teacher_samples/samples.h5"},
+    {"ardiff", dd2_stage_ardiff, "ardiff/ardiff.h5"},
     {"eval", dd2_stage_eval, "eval/results.json"},
 };
 

@@ -1,4 +1,4 @@
-/* `dd2 sample CONFIG [--model teacher] [--out FILE.png]`: sample.n images (balanced classes, one
+/* `dd2 sample CONFIG [--model teacher|ardiff] [--out FILE.png]`: sample.n images (balanced classes, one
  * grid row per class), written as tokens (<run>/samples/<model>.h5) and a PNG grid
  * (<run>/samples/<model>.png, or --out). */
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "io/h5io.h"
 #include "io/png_io.h"
+#include "train/ardiff_io.h"
 #include "train/generate.h"
 #include "train/stages.h"
 #include "train/teacher_io.h"
@@ -53,20 +54,24 @@ int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st) {
     const char *model = ctx->model ? ctx->model : (cfg->sample.model == DD2_SAMPLE_TEACHER ? "teacher"
                                                    : cfg->sample.model == DD2_SAMPLE_ARDIFF ? "ardiff"
                                                                                             : "generator");
-    if (strcmp(model, "teacher") != 0) {
+    const int use_ardiff = strcmp(model, "ardiff") == 0;
+    if (strcmp(model, "teacher") != 0 && !use_ardiff) {
         st->collective = 1;
         return DD2_FAIL(st, DD2_ERR_INPUT,
-                        "sample: --model %s: only the teacher can be sampled in this version (--model teacher)", model);
+                        "sample: --model %s: the models that can be sampled in this version are teacher and ardiff",
+                        model);
     }
     dd2_token_data td;
     dd2_teacher t;
     memset(&t, 0, sizeof t);
+    dd2_ardiff a;
+    memset(&a, 0, sizeof a);
     float *params = NULL;
     int32_t *labels = NULL, *tokens = NULL;
     const int64_t N = cfg->sample.n;
     double seconds = 0.0;
     int rc = dd2_token_data_load(ctx, &td, st);
-    if (rc == DD2_OK) rc = dd2_teacher_load(ctx, &td, &t, &params, st);
+    if (rc == DD2_OK) rc = use_ardiff ? dd2_ardiff_load(ctx, &td, &a, &params, st) : dd2_teacher_load(ctx, &td, &t, &params, st);
     if (rc == DD2_OK) rc = dd2_stage_mkdir(ctx, "samples", st);
     if (rc == DD2_OK) {
         labels = DD2_MALLOC((size_t)N * sizeof *labels, st);
@@ -75,15 +80,21 @@ int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st) {
     }
     if (rc == DD2_OK) {
         dd2_balanced_labels(labels, N, cfg->data.n_classes);
-        rc = dd2_generate_teacher(ctx, &t, params, labels, N, 0, tokens, &seconds, st);
+        if (use_ardiff) {
+            dd2_ardiff_sampler m = dd2_ardiff_sampler_from_config(&a, params, cfg);
+            rc = dd2_generate(ctx, dd2_ardiff_sample_batch, &m, td.n, labels, N, 0, tokens, &seconds, st);
+        } else {
+            rc = dd2_generate_teacher(ctx, &t, params, labels, N, 0, tokens, &seconds, st);
+        }
     }
     if (rc == DD2_OK) {
-        dd2_info0("sample: %lld teacher images in %.2fs (%.1f images/s, %d rank%s)", (long long)N, seconds,
+        dd2_info0("sample: %lld %s images in %.2fs (%.1f images/s, %d rank%s)", (long long)N, model, seconds,
                   (double)N / seconds, ctx->env->size, ctx->env->size == 1 ? "" : "s");
         if (ctx->env->rank == 0) rc = write_samples(ctx, &td, model, labels, tokens, N, seconds, st);
     }
     st->collective = 1; /* input errors are found by every rank alike; rank 0's write errors end the run */
     dd2_teacher_free(&t);
+    dd2_ardiff_free(&a);
     dd2_token_data_free(&td);
     free(params);
     free(labels);

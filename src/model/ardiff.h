@@ -1,0 +1,146 @@
+/* Stage 1 of DD2 (method.md §4, docs/ardiff.md): the AR-diffusion model Ψ.
+ *
+ * Ψ = the teacher's backbone (continuous input, docs/model.md names, unprefixed, so its tensors
+ * load directly from the teacher file) + MAR's MLP diffusion head ("head_mlp.", width head.width,
+ * depth head.depth, MAR zero-init), in one parameter table of its own. The backbone reads
+ * [class, q_0..q_{n-2}] and gives f_i (depends on q_<i); the head maps (x_t, t, f_i) to a
+ * velocity v (rectified flow, x_t = (1−t) q + t ε, v = ε − q).
+ *
+ * Loss (per point = one position i of one sequence and one of m noise draws):
+ *     x_t = (1−t) q_i + t ε,    t ~ U[t_min, t_max),  ε ~ N(0, I_C)
+ *     v*  = (x_t − μ_Φ(x_t, t)) / t     GTS: μ from the teacher's posterior (model/mixture.h)
+ *         = ε − q_i                     plain diffusion (ablation)
+ *     ℓ   = ‖v_Ψ(x_t, t, f_i) − v*‖² / C          (mean over the C components)
+ * and the training loss is the mean of ℓ over all B·n·m points of the global batch.
+ *
+ * Points are laid out sequence-major, then position, then draw: point p = (b·n + i)·m + j, and
+ * its "row" (index into the [B·n] tables q, logp, f) is p / m = b·n + i.
+ *
+ * Sampling (evaluation): token after token with the KV cache; for position i, x = ε at t = 1 is
+ * integrated by E Euler steps of the velocity field down to t = 0 (t_k = 1 − k/E, x ← x − v/E);
+ * the head never sees a time below t_min (clamped; only matters for E > 1/t_min). The result is
+ * snapped to the nearest code (or not) and fed back as the next input.
+ *
+ * Conventions as for the networks: functions write their outputs with `=`, parameter gradients
+ * are accumulated (`+=`), work buffers are allocated once for a capacity; library code returns
+ * statuses and never exits.
+ */
+#ifndef DD2_MODEL_ARDIFF_H
+#define DD2_MODEL_ARDIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "io/config.h"
+#include "model/backbone.h"
+#include "model/mixture.h"
+#include "model/mlp_head.h"
+#include "model/params.h"
+#include "model/sampling.h"
+#include "model/teacher.h"
+#include "model/vq.h"
+
+typedef struct dd2_ardiff {
+    dd2_backbone bb;           /* unprefixed names (loads from the teacher file) */
+    dd2_mlp_head head;         /* "head_mlp." */
+    dd2_param_table tab;
+    int V, C, n, K, d;
+    const dd2_vq_codebook *cb; /* [V,C] codes, borrowed (lookup and snapping) */
+} dd2_ardiff;
+
+/* Register Ψ for the config's model / head sections, on a gh x gw token grid over codebook cb
+ * (kept by pointer: it must outlive the struct). */
+int dd2_ardiff_init(dd2_ardiff *a, const dd2_config *cfg, const dd2_vq_codebook *cb, int gh, int gw,
+                    dd2_status *st);
+/* The same from explicit dims (tests): backbone dims (bd->C must equal cb->dim), head width W and
+ * depth. */
+int dd2_ardiff_init_dims(dd2_ardiff *a, const dd2_backbone_dims *bd, int W, int depth, const dd2_vq_codebook *cb,
+                         dd2_status *st);
+void dd2_ardiff_free(dd2_ardiff *a);
+
+/* Copy tensors by name: for every entry k in [first, first + count) of dst_tab whose name is
+ * dst_prefix + X, dst[entry] = the tensor src_prefix + X of src_tab (prefixes may be NULL = "").
+ * A missing source tensor or a different shape is DD2_ERR_INPUT naming it. Example: the backbone
+ * of Ψ from the teacher: (&a->tab, params, NULL, a->bb.first, a->bb.count, &t->tab, tparams, NULL). */
+int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const char *dst_prefix, int first, int count,
+                            const dd2_param_table *src_tab, const float *src, const char *src_prefix, dd2_status *st);
+
+/* ---- the training loss ------------------------------------------------------------------- */
+
+/* Noise and timesteps for B sequences in global sample slots first_slot .. first_slot+B−1:
+ * point p = (b·n + i)·m + j takes
+ *     t[p]          from the stream (seed, DD2_RNG_TIMESTEP, first_slot + b, i·m + j): one
+ *                   dd2_rng_fill_uniform value in [t_min, t_max)
+ *     eps[p·C ..]   from the stream (seed, DD2_RNG_NOISE,    first_slot + b, i·m + j): C normals
+ * so a point's draws depend only on its slot, position and draw (not on batch or rank split). */
+void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
+                     float *t, float *eps);
+
+/* Targets for M points: row[p] indexes the clean token table q [R,C] (and, for GTS, the
+ * teacher log-probability table logp [R,V] of model/mixture.h); eps [M,C], t [M] in (0,1]:
+ *     x_t[p]   = (1 − t) q[row] + t eps
+ *     vstar[p] = DD2_ARDIFF_LOSS_GTS:       (x_t − μ)/t, μ = dd2_mixture_posterior(mx, logp, row, x_t, t)
+ *                DD2_ARDIFF_LOSS_DIFFUSION: eps − q[row]        (mx, logp unused, may be NULL)
+ * (loss: enum dd2_ardiff_loss of io/config.h). Both outputs written with =. */
+void dd2_ardiff_targets(int loss, const dd2_mixture *mx, const float *logp, const int *row, const float *q,
+                        const float *eps, const float *t, size_t M, int C, float *x_t, float *vstar);
+
+/* Σ_p ‖v_p − vstar_p‖² / C over M points (double accumulation); dv (may be NULL) [M,C] =
+ * scale · 2 (v − vstar) / C, the gradient of scale × that sum (written with =). */
+double dd2_ardiff_mse(const float *v, const float *vstar, size_t M, int C, float scale, float *dv);
+
+/* Work buffers for up to B sequences and m draws (P = B·n·m points). */
+typedef struct dd2_ardiff_work {
+    int B, m, P;
+    dd2_backbone_acts bacts;
+    dd2_mlp_head_acts hacts;
+    float *f, *df;             /* [B·n, d] backbone features and their gradient */
+    float *cond, *dc;          /* [P, d] head conditions (f replicated over the draws), gradient */
+    float *t, *eps;            /* [P], [P,C] the caller's draws (dd2_ardiff_draw fills them) */
+    float *x_t, *vstar, *v, *dv; /* [P,C] */
+    int *row;                  /* [P] p / m */
+} dd2_ardiff_work;
+
+int dd2_ardiff_work_alloc(dd2_ardiff_work *w, const dd2_ardiff *a, int B, int m, dd2_status *st);
+void dd2_ardiff_work_free(dd2_ardiff_work *w);
+
+/* The Ψ loss of B sequences: q [B,n,C] clean continuous tokens (code vectors), y [B] classes,
+ * t [B·n·m] and eps [B·n·m, C] the draws (layout above; w->t / w->eps may be passed), logp
+ * [B·n, V] the teacher's log-probabilities at every position (GTS; NULL for the diffusion loss)
+ * with mx the codebook's mixture. Returns Σ over the B·n·m points of ‖v_Ψ − v*‖²/C.
+ * grads != NULL: grads += ∂(scale · that sum)/∂params for the head, and for the backbone too when
+ * train_backbone (otherwise the backbone's backward is skipped and its gradients untouched). */
+double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
+                       int loss, const dd2_mixture *mx, const float *logp, const float *q, const int *y,
+                       const float *t, const float *eps, int B, int m, float scale);
+
+/* The teacher's log-probabilities logp [B·n, V] (dd2_mixture_logp of dd2_teacher_probs with the
+ * sampling settings s) at every position of the continuous sequences x [B,n,C] with classes y [B]:
+ * one teacher-forced forward pass with the classes and, when s->cfg_scale != 1, one with the null
+ * class. Runs in chunks that fit tw (tw->B sequences of rows: tw->B/2 sequences per chunk with
+ * guidance, so tw->B >= 2 then). The teacher's parameters are only read. */
+int dd2_ardiff_teacher_logp(const dd2_teacher *t, const float *tparams, dd2_teacher_work *tw, const dd2_sampling *s,
+                            const float *x, const int *y, int B, float *logp, dd2_status *st);
+
+/* ---- sampling ---------------------------------------------------------------------------- */
+
+/* A velocity field: v [B,C] = field(x [B,C], t [B]). */
+typedef void (*dd2_velocity_fn)(void *ctx, const float *x, const float *t, int B, float *v);
+
+/* E Euler steps from t = 1 to t = 0 on x [B,C] in place: for k = 0..E−1, t_k = 1 − k/E (the
+ * field is evaluated at max(t_k, t_min)), x ← x − (1/E)·v(x, t). tbuf [B], v [B,C]: scratch. */
+void dd2_ardiff_euler(float *x, int B, int C, int E, float t_min, dd2_velocity_fn fn, void *ctx, float *tbuf, float *v);
+
+/* Sample B sequences of classes y [B] token after token (KV cache): position i's initial noise
+ * x = ε comes from the stream (seed, DD2_RNG_NOISE, first_index + b, i) (C normals), then
+ * dd2_ardiff_euler with E = euler_steps through the head conditioned on f_i. Outputs:
+ * tokens [B,n] = nearest code of the result (dd2_vq_nearest); the next input is that code's
+ * vector when snap, else the continuous result. q [B,n,C] (may be NULL) = the continuous results,
+ * eps [B,n,C] (may be NULL) = the initial noises (ODE pairs). A non-finite result is
+ * DD2_ERR_RUNTIME. */
+int dd2_ardiff_sample(const dd2_ardiff *a, const float *params, const int *y, int B, int euler_steps, float t_min,
+                      int snap, uint64_t seed, uint64_t first_index, int32_t *tokens, float *q, float *eps,
+                      dd2_status *st);
+
+#endif

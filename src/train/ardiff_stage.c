@@ -1,0 +1,412 @@
+/* `dd2 ardiff CONFIG`: stage 1 of DD2 (method.md §4, docs/ardiff.md). Trains the AR-diffusion
+ * model Ψ (the teacher's backbone, initialised from teacher/teacher.h5, + an MLP diffusion head)
+ * on the teacher's own samples (<run>/teacher_samples/samples.h5) with the ground-truth-score
+ * loss: the target velocity at every position and noise level is the closed form of the
+ * teacher's conditional distribution at that prefix (model/mixture.h), computed from one
+ * teacher-forced teacher pass per sequence. ardiff.loss: diffusion uses ε − q instead.
+ *
+ * Data parallel over all ranks like the teacher stage: the global batch of step s is a fixed set
+ * of sequences (a permutation per epoch keyed by (seed, DATA_ORDER, epoch)), split into
+ * contiguous slices per rank; noise and timesteps are keyed by (seed, purpose, global slot
+ * s·B + k, position·m + draw); gradients are summed with MPI_Allreduce. So results do not depend
+ * on the number of ranks (up to the order of floating-point sums) and a resumed run repeats the
+ * uninterrupted one bitwise. The first ardiff.head_only_steps steps train the head alone (the
+ * backbone gets no backward and no update; its Adam step count starts when it starts training).
+ * Outputs: checkpoints in <run>/ardiff/, the final weights <run>/ardiff/ardiff.h5 (last). */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "dist/collectives.h"
+#include "io/ckpt.h"
+#include "io/h5io.h"
+#include "model/ardiff.h"
+#include "model/optim.h"
+#include "train/ardiff_io.h"
+#include "train/generate.h"
+#include "train/teacher_io.h"
+#include "train/token_data.h"
+
+#ifndef DD2_GIT_REV
+#define DD2_GIT_REV "unknown"
+#endif
+
+#define TEACHER_CHUNK 8               /* sequences per teacher forward (x2 rows with guidance) */
+#define EVAL_SEQS 256                 /* sequences of the final fixed-noise evaluation */
+#define EVAL_SLOT ((uint64_t)1 << 40) /* its draws: slots EVAL_SLOT + i, apart from training */
+
+typedef struct trainer {
+    const dd2_stage_ctx *ctx;
+    const dd2_config *cfg;
+    dd2_token_data td;
+    dd2_teacher t;
+    float *tparams;
+    dd2_teacher_work tw;
+    dd2_mixture mx;
+    dd2_sampling samp;
+    dd2_ardiff a;
+    dd2_ardiff_work w;
+    float *params, *grads, *m, *v;
+    uint8_t *decay_mask;
+    int64_t N;             /* teacher samples */
+    int32_t *s_tokens;     /* [N,n] */
+    int32_t *s_labels;     /* [N] */
+    int32_t *tok;          /* [local batch, n] */
+    int *y;                /* [local batch] */
+    float *q;              /* [local batch, n, C] code vectors */
+    float *logp;           /* [local batch · n, V] teacher log-probabilities */
+    uint32_t *perm;        /* [N] order of the current epoch */
+    long perm_epoch;
+    int B, lo, hi, draws;  /* global batch; this rank's slice [lo, hi); m */
+    long steps, steps_per_epoch;
+    int64_t step;          /* next step to run */
+    int64_t skipped;       /* steps skipped for a non-finite loss or gradient */
+    int64_t updates[2];    /* AdamW updates applied to the head, to the backbone */
+    dd2_lr_schedule sched;
+    dd2_adam_cfg adam;
+} trainer;
+
+static void trainer_free(trainer *tr) {
+    dd2_ardiff_work_free(&tr->w);
+    dd2_ardiff_free(&tr->a);
+    dd2_teacher_work_free(&tr->tw);
+    dd2_teacher_free(&tr->t);
+    dd2_mixture_free(&tr->mx);
+    dd2_token_data_free(&tr->td);
+    free(tr->tparams);
+    free(tr->params);
+    free(tr->grads);
+    free(tr->m);
+    free(tr->v);
+    free(tr->decay_mask);
+    free(tr->s_tokens);
+    free(tr->s_labels);
+    free(tr->tok);
+    free(tr->y);
+    free(tr->q);
+    free(tr->logp);
+    free(tr->perm);
+}
+
+/* <run>/teacher_samples/samples.h5: tokens [N,n] and labels [N], checked against the data. */
+static int load_samples(trainer *tr, dd2_status *st) {
+    char path[1200];
+    DD2_TRY(dd2_stage_path(tr->ctx, "teacher_samples/samples.h5", path, sizeof path, st));
+    if (!dd2_file_exists(path))
+        return DD2_FAIL(st, DD2_ERR_INPUT, "%s not found: run `dd2 teacher-sample CONFIG` first", path);
+    const int n = tr->td.n, V = tr->td.cb.codes, K = tr->cfg->data.n_classes;
+    dd2_h5 *h = NULL;
+    DD2_TRY(dd2_h5_open_read(path, &h, st));
+    dd2_h5_shape sh;
+    int rc = dd2_h5_get_shape(h, "tokens", &sh, st);
+    if (rc == DD2_OK && (sh.type != DD2_H5_I32 || sh.rank != 2 || sh.dims[1] != n || sh.dims[0] < 1))
+        rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: dataset 'tokens' should be i32 [N, %d] (rerun `dd2 teacher-sample`)",
+                      path, n);
+    if (rc == DD2_OK) {
+        tr->N = sh.dims[0];
+        tr->s_tokens = DD2_MALLOC((size_t)tr->N * n * sizeof(int32_t), st);
+        tr->s_labels = DD2_MALLOC((size_t)tr->N * sizeof(int32_t), st);
+        if (!tr->s_tokens || !tr->s_labels) rc = DD2_ERR_RUNTIME;
+    }
+    if (rc == DD2_OK) rc = dd2_h5_read_i32(h, "tokens", 2, sh.dims, tr->s_tokens, st);
+    if (rc == DD2_OK) rc = dd2_h5_read_i32(h, "labels", 1, sh.dims, tr->s_labels, st);
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    dd2_h5_close(h, &st2);
+    DD2_TRY(rc);
+    for (int64_t i = 0; i < tr->N * n; i++)
+        if (tr->s_tokens[i] < 0 || tr->s_tokens[i] >= V)
+            return DD2_FAIL(st, DD2_ERR_INPUT, "%s: token %d of sequence %lld is outside [0, %d) (vq.codes changed? "
+                            "rerun `dd2 teacher-sample`)", path, tr->s_tokens[i], (long long)(i / n), V);
+    for (int64_t i = 0; i < tr->N; i++)
+        if (tr->s_labels[i] < 0 || tr->s_labels[i] >= K)
+            return DD2_FAIL(st, DD2_ERR_INPUT, "%s: label %d of sequence %lld is outside [0, %d)", path,
+                            tr->s_labels[i], (long long)i, K);
+    return DD2_OK;
+}
+
+static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) {
+    const dd2_config *cfg = ctx->cfg;
+    tr->ctx = ctx;
+    tr->cfg = cfg;
+    DD2_TRY(dd2_token_data_load(ctx, &tr->td, st));
+    const dd2_token_data *d = &tr->td;
+    DD2_TRY(load_samples(tr, st));
+    DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
+    DD2_TRY(dd2_ardiff_init(&tr->a, cfg, &d->cb, d->gh, d->gw, st));
+    DD2_TRY(dd2_mixture_init(&tr->mx, d->cb.c, d->cb.codes, d->cb.dim, st));
+    tr->samp = dd2_sampling_from_config(cfg);
+    const int R = ctx->env->size, r = ctx->env->rank;
+    tr->B = cfg->ardiff.batch;
+    tr->draws = cfg->ardiff.m;
+    if (tr->B > tr->N)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "ardiff.batch = %d is larger than the teacher samples (%lld sequences; "
+                        "teacher_sample.n)", tr->B, (long long)tr->N);
+    if (tr->B < R)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "ardiff.batch = %d is smaller than the number of ranks (%d)", tr->B, R);
+    tr->lo = (int)((int64_t)r * tr->B / R);
+    tr->hi = (int)((int64_t)(r + 1) * tr->B / R);
+    tr->steps_per_epoch = (long)(tr->N / tr->B);
+    tr->steps = cfg->ardiff.steps;
+    tr->perm_epoch = -1;
+    const int bl = tr->hi - tr->lo, n = d->n, C = d->cb.dim, V = d->cb.codes;
+    const size_t numel = tr->a.tab.numel;
+    tr->params = DD2_MALLOC(numel * sizeof(float), st);
+    tr->grads = DD2_CALLOC(numel, sizeof(float), st);
+    tr->m = DD2_CALLOC(numel, sizeof(float), st);
+    tr->v = DD2_CALLOC(numel, sizeof(float), st);
+    tr->decay_mask = dd2_ptable_decay_mask(&tr->a.tab, st);
+    tr->tok = DD2_MALLOC((size_t)bl * n * sizeof *tr->tok, st);
+    tr->y = DD2_MALLOC((size_t)bl * sizeof *tr->y, st);
+    tr->q = DD2_MALLOC((size_t)bl * n * C * sizeof *tr->q, st);
+    tr->logp = DD2_MALLOC((size_t)bl * n * V * sizeof *tr->logp, st);
+    tr->perm = DD2_MALLOC((size_t)tr->N * sizeof *tr->perm, st);
+    if (!tr->params || !tr->grads || !tr->m || !tr->v || !tr->decay_mask || !tr->tok || !tr->y || !tr->q ||
+        !tr->logp || !tr->perm)
+        return DD2_ERR_RUNTIME;
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->w, &tr->a, bl, tr->draws, st));
+    const int chunk = bl < TEACHER_CHUNK ? bl : TEACHER_CHUNK;
+    DD2_TRY(dd2_teacher_work_alloc(&tr->tw, &tr->t, tr->samp.cfg_scale != 1.0f ? 2 * chunk : chunk, st));
+    /* head: MAR initialisation; backbone: the teacher's weights */
+    DD2_TRY(dd2_ptable_init_params(&tr->a.tab, tr->params, (uint64_t)cfg->run.seed, st));
+    DD2_TRY_CTX(dd2_ardiff_copy_tensors(&tr->a.tab, tr->params, NULL, tr->a.bb.first, tr->a.bb.count, &tr->t.tab,
+                                        tr->tparams, NULL, st),
+                st, "ardiff: initialising the backbone from the teacher");
+    tr->sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->ardiff.lr, 0.0, 0.0, cfg->ardiff.warmup, tr->steps};
+    tr->adam = (dd2_adam_cfg){(float)cfg->ardiff.betas.v[0], (float)cfg->ardiff.betas.v[1], 1e-8f,
+                              (float)cfg->ardiff.weight_decay};
+    return DD2_OK;
+}
+
+/* The sequences and classes of this rank's slice of global step `step`, as code vectors. */
+static void fill_batch(trainer *tr, int64_t step) {
+    const int n = tr->td.n;
+    long epoch = (long)(step / tr->steps_per_epoch), j = (long)(step % tr->steps_per_epoch);
+    if (epoch != tr->perm_epoch) {
+        dd2_rng r;
+        dd2_rng_init(&r, (uint64_t)tr->cfg->run.seed, DD2_RNG_DATA_ORDER, (uint64_t)epoch, 0);
+        dd2_rng_permutation(&r, tr->perm, (uint32_t)tr->N);
+        tr->perm_epoch = epoch;
+    }
+    for (int k = tr->lo; k < tr->hi; k++) {
+        uint32_t idx = tr->perm[(size_t)j * tr->B + k];
+        memcpy(tr->tok + (size_t)(k - tr->lo) * n, tr->s_tokens + (size_t)idx * n, (size_t)n * sizeof(int32_t));
+        tr->y[k - tr->lo] = tr->s_labels[idx];
+    }
+    dd2_teacher_embed_tokens(&tr->t, tr->tok, tr->hi - tr->lo, tr->q);
+}
+
+/* Loss (sum over points, and gradients when grads) of b sequences already in tr->q / tr->y, with
+ * draws for global slots first_slot.. */
+static int batch_loss(trainer *tr, int loss, int b, uint64_t first_slot, float *grads, int train_backbone,
+                      float scale, double *sum, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    if (loss == DD2_ARDIFF_LOSS_GTS)
+        DD2_TRY(dd2_ardiff_teacher_logp(&tr->t, tr->tparams, &tr->tw, &tr->samp, tr->q, tr->y, b, tr->logp, st));
+    dd2_ardiff_draw((uint64_t)cfg->run.seed, first_slot, b, tr->td.n, tr->draws, tr->td.cb.dim,
+                    (float)cfg->ardiff.t_min, (float)cfg->ardiff.t_max, tr->w.t, tr->w.eps);
+    *sum = dd2_ardiff_loss(&tr->a, tr->params, grads, train_backbone, &tr->w, loss, &tr->mx, tr->logp, tr->q, tr->y,
+                           tr->w.t, tr->w.eps, b, tr->draws, scale);
+    return DD2_OK;
+}
+
+/* One optimizer step; *loss = mean over the global batch's points of ‖v_Ψ − v*‖²/C. */
+static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const size_t numel = tr->a.tab.numel;
+    const double points = (double)tr->B * tr->td.n * tr->draws;
+    const int train_bb = tr->step >= cfg->ardiff.head_only_steps;
+    fill_batch(tr, tr->step);
+    memset(tr->grads, 0, numel * sizeof(float));
+    double sum = 0.0;
+    DD2_TRY(batch_loss(tr, cfg->ardiff.loss, tr->hi - tr->lo, (uint64_t)tr->step * tr->B + (uint64_t)tr->lo,
+                       tr->grads, train_bb, (float)(1.0 / points), &sum, st));
+    if (train_bb) {
+        DD2_TRY(dd2_allreduce_sum_f32(tr->grads, numel, MPI_COMM_WORLD, st));
+    } else {
+        const dd2_mlp_head *h = &tr->a.head;
+        DD2_TRY(dd2_allreduce_sum_f32(tr->grads + h->off_begin, h->off_end - h->off_begin, MPI_COMM_WORLD, st));
+    }
+    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st));
+    *loss = sum / points;
+    *gnorm = sqrt(dd2_sum_squares(tr->grads, numel));
+    *skipped = !isfinite(*loss) || !isfinite(*gnorm); /* identical on every rank after the sums */
+    if (!*skipped) {
+        dd2_scale(tr->grads, numel, dd2_clip_scale(*gnorm, (float)cfg->ardiff.grad_clip));
+        const float lr = (float)dd2_lr_at(&tr->sched, (long)tr->step);
+        const size_t ranges[2][2] = {{tr->a.head.off_begin, tr->a.head.off_end}, {tr->a.bb.off_begin, tr->a.bb.off_end}};
+        for (int k = 0; k < 1 + train_bb; k++) {
+            const size_t o = ranges[k][0], len = ranges[k][1] - ranges[k][0];
+            dd2_adamw_step(tr->params + o, tr->grads + o, tr->m + o, tr->v + o, tr->decay_mask + o, len, lr,
+                           &tr->adam, (long)tr->updates[k] + 1);
+            tr->updates[k]++;
+        }
+    } else {
+        tr->skipped++;
+    }
+    tr->step++;
+    return DD2_OK;
+}
+
+#define N_STATES 3
+
+static void make_spec(trainer *tr, dd2_ckpt_net *net, dd2_ckpt_state *states, dd2_ckpt_spec *spec, char *config_text) {
+    *net = (dd2_ckpt_net){"ardiff", &tr->a.tab, tr->params, tr->m, tr->v, NULL};
+    states[0] = (dd2_ckpt_state){"train/step", DD2_CKPT_I64, 1, &tr->step, 0, 0};
+    states[1] = (dd2_ckpt_state){"train/skipped", DD2_CKPT_I64, 1, &tr->skipped, 0, 0};
+    states[2] = (dd2_ckpt_state){"train/updates", DD2_CKPT_I64, 2, tr->updates, 0, 0};
+    *spec = (dd2_ckpt_spec){net, 1, states, N_STATES, config_text, DD2_GIT_REV};
+}
+
+static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
+    char *text = NULL;
+    size_t len = 0;
+    DD2_TRY(dd2_config_to_yaml(tr->cfg, &text, &len, st));
+    dd2_ckpt_net net;
+    dd2_ckpt_state states[N_STATES];
+    dd2_ckpt_spec spec;
+    make_spec(tr, &net, states, &spec, text);
+    int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, tr->step, tr->cfg->checkpoint.keep, &spec, st);
+    free(text);
+    return rc;
+}
+
+static int resume(trainer *tr, const char *dir, dd2_status *st) {
+    dd2_ckpt_net net;
+    dd2_ckpt_state states[N_STATES];
+    dd2_ckpt_spec spec;
+    make_spec(tr, &net, states, &spec, NULL);
+    dd2_ckpt_result res = {0};
+    int rc = dd2_ckpt_resume(MPI_COMM_WORLD, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
+    if (rc == DD2_OK && res.found) {
+        const char *diff = NULL;
+        dd2_status st2;
+        dd2_status_clear(&st2);
+        if (dd2_ckpt_config_diff(res.config_text, tr->cfg, &diff, &st2) == DD2_OK && diff)
+            dd2_warn0("resuming %s with a different config (first difference: %s)", res.dir, diff);
+        dd2_info0("resumed from %s (step %lld of %ld, saved by %d rank%s)", res.dir, (long long)tr->step, tr->steps,
+                  res.saved_learners, res.saved_learners == 1 ? "" : "s");
+    }
+    dd2_ckpt_result_free(&res);
+    return rc;
+}
+
+/* Fixed-noise evaluation on the first EVAL_SEQS teacher samples (draws from slots EVAL_SLOT + i):
+ * the mean per-point loss against the GTS target and against the plain diffusion target. The
+ * GTS value measures how well Ψ matches the teacher's conditionals whichever loss trained it. */
+static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
+    const int R = tr->ctx->env->size, r = tr->ctx->env->rank, n = tr->td.n, cap = tr->hi - tr->lo;
+    const int64_t E = tr->N < EVAL_SEQS ? tr->N : EVAL_SEQS;
+    const int64_t lo = (int64_t)r * E / R, hi = (int64_t)(r + 1) * E / R;
+    double sums[2] = {0.0, 0.0};
+    for (int64_t i = lo; i < hi; i += cap) {
+        const int b = (int)(hi - i < cap ? hi - i : cap);
+        memcpy(tr->tok, tr->s_tokens + i * n, (size_t)b * n * sizeof(int32_t));
+        for (int k = 0; k < b; k++) tr->y[k] = tr->s_labels[i + k];
+        dd2_teacher_embed_tokens(&tr->t, tr->tok, b, tr->q);
+        for (int k = 0; k < 2; k++) {
+            double s = 0.0;
+            DD2_TRY(batch_loss(tr, k == 0 ? DD2_ARDIFF_LOSS_GTS : DD2_ARDIFF_LOSS_DIFFUSION, b,
+                               EVAL_SLOT + (uint64_t)i, NULL, 0, 0.0f, &s, st));
+            sums[k] += s;
+        }
+    }
+    DD2_TRY(dd2_allreduce_sum_f64(sums, 2, MPI_COMM_WORLD, st));
+    const double points = (double)E * n * tr->draws;
+    *gts = sums[0] / points;
+    *diff = sums[1] / points;
+    return DD2_OK;
+}
+
+static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    DD2_TRY(dd2_check_replicas(tr->params, tr->a.tab.numel, "initial ardiff weights", MPI_COMM_WORLD, st));
+    DD2_TRY(resume(tr, dir, st));
+    dd2_info0("ardiff: %.2fM parameters (head %.2fM), loss %s, %ld steps (%ld per epoch of %lld teacher samples), "
+              "global batch %d x %d draws over %d rank%s%s",
+              (double)tr->a.tab.numel / 1e6, (double)(tr->a.head.off_end - tr->a.head.off_begin) / 1e6,
+              cfg->ardiff.loss == DD2_ARDIFF_LOSS_GTS ? "gts" : "diffusion", tr->steps, tr->steps_per_epoch,
+              (long long)tr->N, tr->B, tr->draws, tr->ctx->env->size, tr->ctx->env->size == 1 ? "" : "s",
+              cfg->ardiff.head_only_steps > 0 ? " (head only first)" : "");
+    dd2_progress prog;
+    dd2_progress_begin(&prog, "ardiff", (long)tr->step, tr->steps, 10.0);
+    double loss_acc = 0.0;
+    int loss_n = 0;
+    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    *final_loss = NAN;
+    while (tr->step < tr->steps) {
+        double loss, gnorm;
+        int skipped;
+        DD2_TRY(train_step(tr, &loss, &gnorm, &skipped, st));
+        if (skipped) {
+            dd2_warn0("ardiff step %lld: non-finite loss or gradient; step skipped (%lld so far)",
+                      (long long)tr->step - 1, (long long)tr->skipped);
+            if (cfg->dist.max_bad_steps > 0 && tr->skipped >= cfg->dist.max_bad_steps)
+                return DD2_FAIL(st, DD2_ERR_RUNTIME, "ardiff: %lld steps with a non-finite loss or gradient "
+                                "(dist.max_bad_steps = %d); lower ardiff.lr?", (long long)tr->skipped,
+                                cfg->dist.max_bad_steps);
+        } else {
+            loss_acc += loss;
+            loss_n++;
+        }
+        const double lr = dd2_lr_at(&tr->sched, (long)tr->step - 1);
+        const int head_only = tr->step - 1 < cfg->ardiff.head_only_steps;
+        char extra[160];
+        snprintf(extra, sizeof extra, "loss %.4f lr %.2e%s", loss_n ? loss_acc / loss_n : NAN, lr,
+                 head_only ? " (head only)" : "");
+        dd2_progress_update(&prog, (long)tr->step, extra);
+        if (tr->step % every == 0 || tr->step == tr->steps) {
+            char fields[200];
+            snprintf(fields, sizeof fields, "\"loss\": %.6f, \"grad_norm\": %.4f, \"lr\": %.6g, \"head_only\": %d",
+                     loss_n ? loss_acc / loss_n : NAN, gnorm, lr, head_only);
+            DD2_TRY(dd2_metrics_append(tr->ctx, "ardiff", (long)tr->step, fields, st));
+            if (loss_n) *final_loss = loss_acc / loss_n;
+            loss_acc = 0.0;
+            loss_n = 0;
+        }
+        if (cfg->checkpoint.every > 0 && tr->step % cfg->checkpoint.every == 0 && tr->step < tr->steps)
+            DD2_TRY(save_checkpoint(tr, dir, st));
+    }
+    dd2_progress_end(&prog, NULL);
+    return save_checkpoint(tr, dir, st);
+}
+
+int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    char dir[1100], final_path[1200];
+    int rc = dd2_stage_mkdir(ctx, "ardiff", st);
+    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "ardiff", dir, sizeof dir, st);
+    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "ardiff/ardiff.h5", final_path, sizeof final_path, st);
+    if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
+    /* every rank reads the same files and config, so a setup failure is normally shared; agree */
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "ardiff: another rank failed");
+    double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
+    if (rc == DD2_OK) rc = run_training(&tr, dir, &final_loss, st);
+    const double train_s = dd2_now() - t0;
+    if (rc == DD2_OK) rc = eval_losses(&tr, &eval_gts, &eval_diff, st);
+    if (rc == DD2_OK) {
+        dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "
+                  "diffusion target (mean ||v - v*||^2 / C)", train_s, eval_gts, eval_diff);
+        char fields[160];
+        snprintf(fields, sizeof fields, "\"eval_gts_loss\": %.6f, \"eval_diffusion_loss\": %.6f, \"seconds\": %.1f",
+                 eval_gts, eval_diff, train_s);
+        rc = dd2_metrics_append(ctx, "ardiff", (long)tr.step, fields, st);
+    }
+    if (rc == DD2_OK && ctx->env->rank == 0)
+        rc = dd2_ardiff_save(final_path, &tr.a, tr.params, ctx->cfg->ardiff.loss, tr.step, final_loss, st);
+    all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "ardiff: another rank failed");
+    if (rc == DD2_OK) dd2_info0("ardiff: wrote %s", final_path);
+    st->collective = 1;
+    trainer_free(&tr);
+    return rc;
+}
