@@ -16,6 +16,7 @@ void openblas_set_num_threads(int n);
 #include "io/atomic_file.h"
 #include "train/bench.h"
 #include "train/ardiff_io.h"
+#include "train/distill_io.h"
 #include "train/fid_stage.h"
 #include "train/stage.h"
 #include "train/stages.h"
@@ -48,7 +49,7 @@ static const command commands[] = {
     {"pipeline", "CONFIG", "run every stage in order, skipping finished ones", NULL, dd2_stage_pipeline},
     {"vq", "CONFIG", "train the patch tokenizer (k-means) and tokenize the dataset", NULL, dd2_stage_vq},
     {"teacher", "CONFIG", "train the AR teacher (data parallel, checkpoints, resume)", NULL, dd2_stage_teacher},
-    {"sample", "CONFIG [--model teacher] [--out F.png]", "sample images (one grid row per class)", NULL,
+    {"sample", "CONFIG [--model M] [--steps k] [--out F.png]", "sample images (M: teacher, ardiff, generator)", NULL,
      dd2_stage_sample},
     {"eval", "CONFIG", "FID table: real floor, VQ reconstructions, teacher samples (+ speed)", NULL,
      dd2_stage_eval},
@@ -56,6 +57,8 @@ static const command commands[] = {
      dd2_stage_teacher_sample},
     {"ardiff", "CONFIG", "stage 1: train the AR-diffusion model on teacher samples (GTS loss)", NULL,
      dd2_stage_ardiff},
+    {"distill", "CONFIG", "stage 2: conditional score distillation into a one-step generator", NULL,
+     dd2_stage_distill},
     {"fid-stats", "CONFIG", "train the FID feature network; reference statistics of the test set", NULL,
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",

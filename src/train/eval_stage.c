@@ -17,7 +17,9 @@
 #include "io/h5io.h"
 #include "model/fid.h"
 #include "train/ardiff_io.h"
+#include "train/distill_io.h"
 #include "train/fid_stage.h"
+#include "train/generator_sampler.h"
 #include "train/generate.h"
 #include "train/stages.h"
 #include "train/teacher_io.h"
@@ -182,9 +184,10 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     memset(&net, 0, sizeof net);
     dd2_fid_stats ref;
     memset(&ref, 0, sizeof ref);
-    float *params = NULL, *psi_params = NULL;
-    dd2_ardiff psi;
+    float *params = NULL, *psi_params = NULL, *gen_params = NULL;
+    dd2_ardiff psi, gen;
     memset(&psi, 0, sizeof psi);
+    memset(&gen, 0, sizeof gen);
     int32_t *labels = NULL, *tokens = NULL;
     const int64_t N = cfg->eval.n;
     tab.n_samples = N;
@@ -224,6 +227,26 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
             add_gen(gens, &n_gens, name, dd2_ardiff_sample_batch, &as);
         }
     }
+    /* the distilled generator, when trained: one row per eval.steps entry (1 = one step) */
+    char gpath[1200];
+    dd2_generator_sampler gsamp[MAX_GENS];
+    int n_gsamp = 0;
+    if (rc == DD2_OK && dd2_stage_path(ctx, "distill/generator.h5", gpath, sizeof gpath, st) == DD2_OK &&
+        dd2_file_exists(gpath)) {
+        rc = dd2_generator_load(ctx, &td, &gen, &gen_params, st);
+        const int cap = cfg->sample.batch > 64 ? cfg->sample.batch : 64;
+        for (int i = 0; rc == DD2_OK && i < cfg->eval.steps.n && n_gens < MAX_GENS; i++) {
+            const int k = cfg->eval.steps.v[i];
+            rc = dd2_generator_sampler_init(&gsamp[n_gsamp], &gen, gen_params, &t, params, cfg, k, cap, st);
+            if (rc != DD2_OK) break;
+            char name[96];
+            if (k == 1)
+                snprintf(name, sizeof name, "DD2 one-step generator (EMA)");
+            else
+                snprintf(name, sizeof name, "DD2 few-step: generator + %d teacher token%s", k - 1, k == 2 ? "" : "s");
+            add_gen(gens, &n_gens, name, dd2_generator_sample_batch, &gsamp[n_gsamp++]);
+        }
+    }
     if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
     for (int g = 0; rc == DD2_OK && g < n_gens; g++) {
         double seconds = 0.0, lat1 = NAN, lat64 = NAN;
@@ -253,8 +276,11 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     dd2_fid_stats_free(&ref);
     dd2_featnet_free(&net);
     dd2_teacher_free(&t);
+    for (int i = 0; i < n_gsamp; i++) dd2_generator_sampler_free(&gsamp[i]);
     dd2_ardiff_free(&psi);
+    dd2_ardiff_free(&gen);
     free(psi_params);
+    free(gen_params);
     dd2_token_data_free(&td);
     free(params);
     free(labels);

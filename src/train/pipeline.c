@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "train/ardiff_io.h"
+#include "train/distill_io.h"
 #include "train/fid_stage.h"
 #include "train/stages.h"
 
@@ -20,6 +21,7 @@ static const pipeline_stage stages[] = {
     {"sample", dd2_stage_sample, "samples/teacher.png"},
     {"teacher-sample", dd2_stage_teacher_sample, "teacher_samples/samples.h5"},
     {"ardiff", dd2_stage_ardiff, "ardiff/ardiff.h5"},
+    {"distill", dd2_stage_distill, "distill/generator.h5"},
     {"eval", dd2_stage_eval, "eval/results.json"},
 };
 

@@ -28,8 +28,8 @@ int dd2_stage_teacher_sample(const dd2_stage_ctx *ctx, dd2_status *st);
 /* `dd2 eval CONFIG`: the FID table (docs/pipeline.md) in <run_dir>/eval/. */
 int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st);
 
-/* `dd2 pipeline CONFIG`: vq -> fid-stats -> teacher -> sample -> teacher-sample -> ardiff -> eval,
- * skipping finished stages. */
+/* `dd2 pipeline CONFIG`: vq -> fid-stats -> teacher -> sample -> teacher-sample -> ardiff ->
+ * distill -> eval, skipping finished stages. */
 int dd2_stage_pipeline(const dd2_stage_ctx *ctx, dd2_status *st);
 
 #endif

@@ -100,7 +100,7 @@ TEST(defaults) {
     CHECK_NEAR(c.distill.pos_weight.start, 1.0, 0);
     CHECK_NEAR(c.distill.pos_weight.end, 1.0, 0);
     CHECK(c.distill.betas.n == 2);
-    CHECK(c.eval.steps.n == 3 && c.eval.steps.v[0] == 1 && c.eval.steps.v[2] == 4);
+    CHECK(c.eval.steps.n == 4 && c.eval.steps.v[0] == 1 && c.eval.steps.v[3] == 4);
     CHECK(c.checkpoint.keep == 3 && c.checkpoint.resume == DD2_RESUME_AUTO);
     CHECK(c.log.level == DD2_LOG_INFO && c.log.metrics);
     CHECK_OK(dd2_config_check(&c, &st), &st);

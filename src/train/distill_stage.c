@@ -1,0 +1,679 @@
+/* `dd2 distill CONFIG`: stage 2 of DD2 (method.md §5, docs/distill.md), conditional score
+ * distillation of the frozen teacher into a one-step generator G, with a guidance network ψ that
+ * tracks the generator's own per-position conditional scores. G and ψ start as copies of Ψ
+ * (<run>/ardiff/ardiff.h5).
+ *
+ * One iteration = distill.k guidance updates (each on a fresh generator batch: q = G(ε) detached,
+ * ψ trained with the diffusion loss on q) then one generator update (a fresh batch: the teacher's
+ * p at every prefix of q, the CSD gradient of model/csd.h into q, backpropagated through G), then
+ * the EMA of G. Performance alignment (distill.align.after > 0): once, after that many generator
+ * updates, G takes the EMA weights and ψ alone trains for distill.align.steps updates.
+ *
+ * Data parallel over all ranks like the teacher stage: the global batch (distill.batch
+ * sequences) of batch number g (counting guidance and generator batches alike) is the set of
+ * sample slots g·B .. g·B + B − 1, split into contiguous slices per rank; the noise, classes and
+ * per-point draws of a slot come from RNG streams keyed by the slot (model/csd.h), gradients are
+ * summed with MPI_Allreduce. So results do not depend on the number of ranks (up to the order of
+ * floating-point sums) and a resumed run repeats the uninterrupted one bitwise.
+ * Checkpoint "units" = generator updates + alignment updates done; the checkpoint holds G (with
+ * Adam moments and the EMA) as net "gen", ψ as net "guid", and every counter.
+ * Outputs: checkpoints in <run>/distill/, metrics (stage "distill"), the final EMA generator
+ * <run>/distill/generator.h5 (last). */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/progress.h"
+#include "dist/collectives.h"
+#include "io/ckpt.h"
+#include "model/csd.h"
+#include "model/fid.h"
+#include "model/optim.h"
+#include "train/ardiff_io.h"
+#include "train/distill_io.h"
+#include "train/fid_stage.h"
+#include "train/generate.h"
+#include "train/generate_onestep.h"
+#include "train/teacher_io.h"
+#include "train/token_data.h"
+
+#ifndef DD2_GIT_REV
+#define DD2_GIT_REV "unknown"
+#endif
+
+#define TEACHER_CHUNK 8 /* sequences per teacher forward (x2 rows with guidance) */
+
+/* counters saved in the checkpoint */
+enum {
+    C_GEN_STEP,     /* generator iterations done (updates + skipped) */
+    C_GEN_UPDATES,  /* Adam updates applied to G */
+    C_GEN_SKIPPED,
+    C_GUID_STEPS,   /* guidance iterations done */
+    C_GUID_UPDATES, /* Adam updates applied to ψ */
+    C_GUID_SKIPPED,
+    C_BATCHES,      /* generator batches drawn (the slot counter) */
+    C_ALIGN_STEP,   /* guidance-only updates of the alignment phase done */
+    N_COUNTERS
+};
+static const char *const counter_names[N_COUNTERS] = {
+    "distill/gen_step",   "distill/gen_updates", "distill/gen_skipped", "distill/guid_steps",
+    "distill/guid_updates", "distill/guid_skipped", "distill/batches",   "distill/align_step"};
+
+typedef struct trainer {
+    const dd2_stage_ctx *ctx;
+    const dd2_config *cfg;
+    dd2_token_data td;
+    dd2_teacher t;
+    float *tparams;
+    dd2_teacher_work tw;
+    dd2_mixture mx;
+    dd2_sampling samp;
+    dd2_ardiff net;              /* offsets of G and of ψ (same architecture and layout) */
+    dd2_ardiff_work gw, pw;      /* generator (1 draw) and guidance (m draws) work */
+    dd2_csd_work cw;
+    float *gp, *gg, *gm, *gv, *gema; /* G: params, grads, Adam m and v, EMA */
+    float *pp, *pg, *pm, *pv;        /* ψ */
+    uint8_t *decay_mask;
+    float *eps, *q, *xq, *dq;    /* [bl,n,C] */
+    float *logp;                 /* [bl·n, V] */
+    int *y;                      /* [bl] */
+    int32_t *idx;                /* [bl·n] nearest codes (teacher.input: quantized) */
+    int B, lo, hi, bl, m, K;     /* global batch, this rank's slice, its size, draws, guidance updates */
+    long steps, total;           /* generator updates; units including the alignment phase */
+    int align_on;
+    int64_t c[N_COUNTERS];
+    dd2_lr_schedule gen_sched;
+    dd2_adam_cfg adam;
+    dd2_csd_opts opts;
+    int eval_on;                 /* periodic FID (rank 0 holds the network and statistics) */
+    dd2_featnet featnet;
+    dd2_fid_stats ref;
+    double last_fid;
+    double sec_guid, sec_gen;    /* wall time in guidance / generator updates (this process) */
+    long n_guid, n_gen;
+} trainer;
+
+static void trainer_free(trainer *tr) {
+    dd2_csd_work_free(&tr->cw);
+    dd2_ardiff_work_free(&tr->gw);
+    dd2_ardiff_work_free(&tr->pw);
+    dd2_ardiff_free(&tr->net);
+    dd2_teacher_work_free(&tr->tw);
+    dd2_teacher_free(&tr->t);
+    dd2_mixture_free(&tr->mx);
+    dd2_token_data_free(&tr->td);
+    dd2_featnet_free(&tr->featnet);
+    dd2_fid_stats_free(&tr->ref);
+    float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
+                     tr->eps, tr->q, tr->xq, tr->dq, tr->logp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(tr->decay_mask);
+    free(tr->y);
+    free(tr->idx);
+}
+
+static const char *init_name(int init) {
+    return init == DD2_DISTILL_INIT_TEACHER ? "teacher" : init == DD2_DISTILL_INIT_ODE_PAIRS ? "ode-pairs" : "ardiff";
+}
+
+/* G's initial weights (ψ and the EMA start as copies). */
+static int init_generator(trainer *tr, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const size_t numel = tr->net.tab.numel;
+    switch (cfg->distill.init) {
+    case DD2_DISTILL_INIT_ARDIFF:
+    case DD2_DISTILL_INIT_ODE_PAIRS: { /* ode-pairs: Ψ, then the regression phase (ode_pairs_phase) */
+        dd2_ardiff psi;
+        float *psi_params = NULL;
+        int rc = dd2_ardiff_load(tr->ctx, &tr->td, &psi, &psi_params, st);
+        if (rc == DD2_OK) {
+            memset(tr->gp, 0, numel * sizeof(float));
+            rc = dd2_ardiff_copy_tensors(&tr->net.tab, tr->gp, NULL, 0, tr->net.tab.n, &psi.tab, psi_params, NULL, st);
+            if (rc != DD2_OK) dd2_status_prefix(st, "distill: initialising from the AR-diffusion model");
+        }
+        dd2_ardiff_free(&psi);
+        free(psi_params);
+        return rc;
+    }
+    case DD2_DISTILL_INIT_TEACHER:
+        DD2_TRY(dd2_ptable_init_params(&tr->net.tab, tr->gp, (uint64_t)cfg->run.seed, st));
+        DD2_TRY_CTX(dd2_ardiff_copy_tensors(&tr->net.tab, tr->gp, NULL, tr->net.bb.first, tr->net.bb.count, &tr->t.tab,
+                                            tr->tparams, NULL, st),
+                    st, "distill: initialising the backbone from the teacher");
+        return DD2_OK;
+    default:
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "distill.init: unknown value %d", cfg->distill.init);
+    }
+}
+
+/* Periodic FID: needs `dd2 fid-stats`; a missing or mismatched network only turns it off.
+ * Collective (rank 0 decides). */
+static void setup_eval(trainer *tr) {
+    const dd2_config *cfg = tr->cfg;
+    int on = cfg->distill.eval_every > 0;
+    if (on && tr->ctx->env->rank == 0) {
+        char path[1100], why[1300] = "";
+        dd2_status st2;
+        dd2_status_clear(&st2);
+        int rc = dd2_fid_ref_stats_path(tr->ctx, path, sizeof path, &st2);
+        if (rc == DD2_OK && !dd2_file_exists(path)) {
+            snprintf(why, sizeof why, "%s is missing", path);
+            rc = DD2_ERR_INPUT;
+        }
+        if (rc == DD2_OK) rc = dd2_fid_load_featnet(tr->ctx, &tr->featnet, &st2);
+        if (rc == DD2_OK) rc = dd2_fid_stats_load(path, &tr->ref, &st2);
+        if (rc == DD2_OK && tr->ref.extractor_checksum != tr->featnet.checksum) {
+            snprintf(why, sizeof why, "%s was made with another feature network", path);
+            rc = DD2_ERR_INPUT;
+        }
+        if (rc != DD2_OK) {
+            dd2_warn("distill: periodic FID off: %s (run `dd2 fid-stats CONFIG` first, or set distill.eval_every=0)",
+                     why[0] ? why : st2.msg);
+            on = 0;
+        }
+    }
+    MPI_Bcast(&on, 1, MPI_INT, 0, MPI_COMM_WORLD); /* rank 0 decides */
+    tr->eval_on = on;
+}
+
+static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) {
+    const dd2_config *cfg = ctx->cfg;
+    tr->ctx = ctx;
+    tr->cfg = cfg;
+    DD2_TRY(dd2_token_data_load(ctx, &tr->td, st));
+    const dd2_token_data *d = &tr->td;
+    DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
+    DD2_TRY(dd2_ardiff_init(&tr->net, cfg, &d->cb, d->gh, d->gw, st));
+    DD2_TRY(dd2_mixture_init(&tr->mx, d->cb.c, d->cb.codes, d->cb.dim, st));
+    tr->samp = dd2_sampling_from_config(cfg);
+    const int R = ctx->env->size, r = ctx->env->rank;
+    tr->B = cfg->distill.batch;
+    tr->m = cfg->distill.m;
+    tr->K = cfg->distill.k;
+    if (tr->B < R)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of ranks (%d)", tr->B, R);
+    tr->lo = (int)((int64_t)r * tr->B / R);
+    tr->hi = (int)((int64_t)(r + 1) * tr->B / R);
+    tr->bl = tr->hi - tr->lo;
+    tr->steps = cfg->distill.steps;
+    tr->align_on = cfg->distill.align.after > 0 && cfg->distill.align.after < tr->steps && cfg->distill.align.steps > 0;
+    tr->total = tr->steps + (tr->align_on ? cfg->distill.align.steps : 0);
+    const int bl = tr->bl, n = d->n, C = d->cb.dim, V = d->cb.codes;
+    const size_t numel = tr->net.tab.numel, seq = (size_t)bl * n * C;
+    tr->gp = DD2_MALLOC(numel * sizeof(float), st);
+    tr->gema = DD2_MALLOC(numel * sizeof(float), st);
+    tr->pp = DD2_MALLOC(numel * sizeof(float), st);
+    tr->gg = DD2_CALLOC(numel, sizeof(float), st);
+    tr->gm = DD2_CALLOC(numel, sizeof(float), st);
+    tr->gv = DD2_CALLOC(numel, sizeof(float), st);
+    tr->pg = DD2_CALLOC(numel, sizeof(float), st);
+    tr->pm = DD2_CALLOC(numel, sizeof(float), st);
+    tr->pv = DD2_CALLOC(numel, sizeof(float), st);
+    tr->decay_mask = dd2_ptable_decay_mask(&tr->net.tab, st);
+    tr->eps = DD2_MALLOC(seq * sizeof(float), st);
+    tr->q = DD2_MALLOC(seq * sizeof(float), st);
+    tr->xq = DD2_MALLOC(seq * sizeof(float), st);
+    tr->dq = DD2_MALLOC(seq * sizeof(float), st);
+    tr->logp = DD2_MALLOC((size_t)bl * n * V * sizeof(float), st);
+    tr->y = DD2_MALLOC((size_t)bl * sizeof(int), st);
+    tr->idx = DD2_MALLOC((size_t)bl * n * sizeof(int32_t), st);
+    if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
+        !tr->decay_mask || !tr->eps || !tr->q || !tr->xq || !tr->dq || !tr->logp || !tr->y || !tr->idx)
+        return DD2_ERR_RUNTIME;
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->net, bl, 1, st));
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->net, bl, tr->m, st));
+    DD2_TRY(dd2_csd_work_alloc(&tr->cw, bl, n, C, tr->m, cfg->distill.csd.grad == DD2_CSD_GRAD_SID, st));
+    const int chunk = bl < TEACHER_CHUNK ? bl : TEACHER_CHUNK;
+    DD2_TRY(dd2_teacher_work_alloc(&tr->tw, &tr->t, tr->samp.cfg_scale != 1.0f ? 2 * chunk : chunk, st));
+    DD2_TRY(init_generator(tr, st));
+    memcpy(tr->pp, tr->gp, numel * sizeof(float));
+    memcpy(tr->gema, tr->gp, numel * sizeof(float));
+    tr->gen_sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->distill.lr_gen, 0.0, cfg->distill.gen_warmup_from,
+                                      cfg->distill.gen_warmup, tr->steps};
+    tr->adam = (dd2_adam_cfg){(float)cfg->distill.betas.v[0], (float)cfg->distill.betas.v[1], 1e-8f,
+                              (float)cfg->distill.weight_decay};
+    tr->opts = (dd2_csd_opts){cfg->distill.csd.grad, (float)cfg->distill.csd.alpha,
+                              (float)cfg->distill.pos_weight.start, (float)cfg->distill.pos_weight.end};
+    return DD2_OK;
+}
+
+/* Noise, classes and per-point draws of this rank's slice of global batch number g. */
+static void draw_batch(trainer *tr, int64_t g) {
+    const dd2_config *cfg = tr->cfg;
+    const uint64_t seed = (uint64_t)cfg->run.seed, slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
+    const int n = tr->td.n, C = tr->td.cb.dim;
+    dd2_csd_noise(seed, slot0, tr->bl, n, C, tr->eps);
+    dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, tr->y);
+    dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, tr->m, C, (float)cfg->distill.t_min,
+                    (float)cfg->distill.t_max, tr->pw.t, tr->pw.eps);
+}
+
+/* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */
+static void jnum(char *buf, size_t n, const char *name, double v) {
+    size_t k = strlen(buf);
+    if (k >= n) return;
+    if (isfinite(v))
+        snprintf(buf + k, n - k, "%s\"%s\": %.7g", k ? ", " : "", name, v);
+    else
+        snprintf(buf + k, n - k, "%s\"%s\": null", k ? ", " : "", name);
+}
+
+/* Clip, check and apply an Adam step to one network; *skipped when the loss or the gradient is
+ * not finite (the same decision on every rank, after the sums). */
+static void apply_update(trainer *tr, float *p, float *g, float *m, float *v, double loss, float lr, int64_t *updates,
+                         int64_t *skipped_count, double *gnorm, int *skipped) {
+    const size_t numel = tr->net.tab.numel;
+    *gnorm = sqrt(dd2_sum_squares(g, numel));
+    *skipped = !isfinite(loss) || !isfinite(*gnorm);
+    if (*skipped) {
+        (*skipped_count)++;
+        return;
+    }
+    dd2_scale(g, numel, dd2_clip_scale(*gnorm, (float)tr->cfg->distill.grad_clip));
+    dd2_adamw_step(p, g, m, v, tr->decay_mask, numel, lr, &tr->adam, (long)*updates + 1);
+    (*updates)++;
+}
+
+/* One guidance update on a fresh generator batch; *loss = mean over the global batch's points of
+ * ‖v_ψ − (ε' − q)‖² / C. */
+static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd2_status *st) {
+    const size_t numel = tr->net.tab.numel;
+    const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
+    draw_batch(tr, tr->c[C_BATCHES]++);
+    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+    memset(tr->pg, 0, numel * sizeof(float));
+    double sum = dd2_csd_guidance_loss(&tr->net, tr->pp, tr->pg, &tr->pw, tr->q, tr->y, tr->pw.t, tr->pw.eps, tr->bl,
+                                       tr->m, (float)(1.0 / points));
+    DD2_TRY(dd2_allreduce_sum_f32(tr->pg, numel, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st));
+    *loss = sum / points;
+    apply_update(tr, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
+                 &tr->c[C_GUID_SKIPPED], gnorm, skipped);
+    tr->c[C_GUID_STEPS]++;
+    tr->sec_guid += dd2_now() - t0;
+    tr->n_guid++;
+    return DD2_OK;
+}
+
+/* One generator update on a fresh batch, then the EMA. out[0] = mean loss per point, out[1] =
+ * mean ω, out[2] = mean |q − a| (over the global batch). */
+static int generator_step(trainer *tr, double out[3], double *gnorm, int *skipped, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const size_t numel = tr->net.tab.numel;
+    const int n = tr->td.n;
+    const double points = (double)tr->B * n * tr->m, t0 = dd2_now();
+    draw_batch(tr, tr->c[C_BATCHES]++);
+    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+    const float *xt = tr->q; /* what the teacher reads */
+    if (cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED) {
+        DD2_TRY(dd2_vq_nearest(&tr->td.cb, tr->q, (size_t)tr->bl * n, tr->idx, NULL, st));
+        DD2_TRY(dd2_vq_lookup(&tr->td.cb, tr->idx, (size_t)tr->bl * n, tr->xq, st));
+        xt = tr->xq;
+    }
+    DD2_TRY(dd2_ardiff_teacher_logp(&tr->t, tr->tparams, &tr->tw, &tr->samp, xt, tr->y, tr->bl, tr->logp, st));
+    dd2_csd_stats s;
+    dd2_csd_generator_loss(&tr->net, tr->pp, &tr->pw, &tr->cw, &tr->mx, tr->logp, tr->q, tr->y, tr->pw.t, tr->pw.eps,
+                           tr->bl, tr->m, &tr->opts, (float)(1.0 / points), tr->dq, &s);
+    memset(tr->gg, 0, numel * sizeof(float));
+    dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+    double sums[3] = {s.loss, s.omega, s.absdiff};
+    DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f64(sums, 3, MPI_COMM_WORLD, st));
+    out[0] = sums[0] / points;
+    out[1] = sums[1] / tr->B;
+    out[2] = sums[2] / tr->B;
+    const long it = (long)tr->c[C_GEN_STEP];
+    apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
+                 &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], gnorm, skipped);
+    if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
+    tr->c[C_GEN_STEP]++;
+    tr->sec_gen += dd2_now() - t0;
+    tr->n_gen++;
+    return DD2_OK;
+}
+
+/* ---- init: ode-pairs (method.md §8, our extension) --------------------------------------------
+ * distill.ode.pairs pairs (ε, q) from Ψ's sampler (ardiff.euler_steps Euler steps per token,
+ * sample.snap for the prefix it feeds back): pair j has the class and noise of slot
+ * ODE_SLOT + j (the generator's own noise stream for that slot, so G(ε) and the pair's ε agree);
+ * the pairs are sampled split over the ranks and gathered. Then distill.ode.steps Adam updates
+ * (lr distill.ode.lr, fresh moments, reset afterwards) of G on the mean ‖G(ε) − q‖² / C over
+ * global batches of distill.batch pairs, batch s taking pairs (s·B + k) mod N. Runs only when no
+ * checkpoint was found; its result is in every later checkpoint. */
+#define ODE_SLOT ((uint64_t)1 << 41)
+
+static int ode_pairs_phase(trainer *tr, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const int64_t N = cfg->distill.ode.pairs;
+    const int n = tr->td.n, C = tr->td.cb.dim, R = tr->ctx->env->size, r = tr->ctx->env->rank;
+    const int batch = cfg->sample.batch;
+    const uint64_t seed = (uint64_t)cfg->run.seed;
+    const size_t numel = tr->net.tab.numel, seqf = (size_t)n * C;
+    if (N * (int64_t)seqf > 0x7fffffff)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "distill.ode.pairs = %lld is too many", (long long)N);
+    float *pq = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
+    float *pe = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
+    int *py = DD2_MALLOC((size_t)N * sizeof(int), st), *counts = DD2_MALLOC((size_t)R * sizeof(int), st);
+    int *displs = DD2_MALLOC((size_t)R * sizeof(int), st);
+    int32_t *tok = DD2_MALLOC((size_t)batch * n * sizeof(int32_t), st);
+    float *target = DD2_MALLOC((size_t)tr->bl * seqf * sizeof(float), st);
+    int rc = pq && pe && py && counts && displs && tok && target ? DD2_OK : DD2_ERR_RUNTIME;
+    /* 1. the pairs */
+    const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
+    double t0 = dd2_now();
+    dd2_progress prog;
+    dd2_progress_begin(&prog, "ode pairs", 0, (long)(hi - lo > 0 ? hi - lo : 1), 10.0);
+    for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
+        const int b = (int)(hi - i < batch ? hi - i : batch);
+        dd2_csd_classes(seed, ODE_SLOT + (uint64_t)i, b, n, cfg->data.n_classes, py + i);
+        rc = dd2_ardiff_sample(&tr->net, tr->gp, py + i, b, cfg->ardiff.euler_steps, (float)cfg->ardiff.t_min,
+                               cfg->sample.snap, seed, ODE_SLOT + (uint64_t)i, tok, pq + i * seqf, pe + i * seqf, st);
+        dd2_progress_update(&prog, (long)(i + b - lo), NULL);
+    }
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: ode-pair sampling failed on another rank");
+    if (rc == DD2_OK) {
+        dd2_progress_end(&prog, NULL);
+        for (int k = 0; k < R; k++) {
+            const int64_t a = (int64_t)k * N / R, z = (int64_t)(k + 1) * N / R;
+            counts[k] = (int)(z - a), displs[k] = (int)a;
+        }
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT, py, counts, displs, MPI_INT, MPI_COMM_WORLD);
+        for (int k = 0; k < R; k++) counts[k] *= (int)seqf, displs[k] *= (int)seqf;
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pq, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pe, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+        dd2_info0("distill: %lld ODE pairs from the AR-diffusion model in %.1fs", (long long)N, dd2_now() - t0);
+    }
+    /* 2. regression of G on the pairs */
+    const double elems = (double)tr->B * n * C;
+    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    double acc = 0.0, first = NAN;
+    int acc_n = 0;
+    int64_t updates = 0, skipped_n = 0;
+    t0 = dd2_now();
+    for (int s = 0; rc == DD2_OK && s < cfg->distill.ode.steps; s++) {
+        for (int k = tr->lo; k < tr->hi; k++) {
+            const int64_t j = ((int64_t)s * tr->B + k) % N;
+            memcpy(tr->eps + (size_t)(k - tr->lo) * seqf, pe + j * seqf, seqf * sizeof(float));
+            memcpy(target + (size_t)(k - tr->lo) * seqf, pq + j * seqf, seqf * sizeof(float));
+            tr->y[k - tr->lo] = py[j];
+        }
+        dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+        double sum = 0.0;
+        for (size_t e = 0; e < (size_t)tr->bl * seqf; e++) {
+            const float d = tr->q[e] - target[e];
+            sum += (double)d * d;
+            tr->dq[e] = (float)(2.0 * d / elems);
+        }
+        memset(tr->gg, 0, numel * sizeof(float));
+        dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+        rc = dd2_allreduce_sum_f32(tr->gg, numel, MPI_COMM_WORLD, st);
+        if (rc == DD2_OK) rc = dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st);
+        if (rc != DD2_OK) break;
+        const double loss = sum / elems;
+        double gnorm;
+        int skipped;
+        apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, loss, (float)cfg->distill.ode.lr, &updates, &skipped_n, &gnorm,
+                     &skipped);
+        if (!skipped) acc += loss, acc_n++;
+        if (s == 0) first = loss;
+        if ((s + 1) % every == 0 || s + 1 == cfg->distill.ode.steps) {
+            char fields[200] = "";
+            jnum(fields, sizeof fields, "ode_loss", acc_n ? acc / acc_n : NAN);
+            jnum(fields, sizeof fields, "grad_norm", gnorm);
+            rc = dd2_metrics_append(tr->ctx, "distill-ode", s + 1, fields, st);
+            if (s + 1 == cfg->distill.ode.steps)
+                dd2_info0("distill: ODE-pair regression: %d steps in %.1fs, loss %.5f -> %.5f "
+                          "(mean |G(eps) - q|^2 / C)",
+                          cfg->distill.ode.steps, dd2_now() - t0, first, acc_n ? acc / acc_n : NAN);
+            acc = 0.0, acc_n = 0;
+        }
+    }
+    /* CSD starts with fresh generator moments and its EMA at the regressed weights */
+    memset(tr->gm, 0, numel * sizeof(float));
+    memset(tr->gv, 0, numel * sizeof(float));
+    memcpy(tr->gema, tr->gp, numel * sizeof(float));
+    free(pq);
+    free(pe);
+    free(py);
+    free(counts);
+    free(displs);
+    free(tok);
+    free(target);
+    return rc;
+}
+
+static long units(const trainer *tr) { return (long)(tr->c[C_GEN_STEP] + tr->c[C_ALIGN_STEP]); }
+
+static void make_spec(trainer *tr, dd2_ckpt_net nets[2], dd2_ckpt_state states[N_COUNTERS], dd2_ckpt_spec *spec,
+                      char *config_text) {
+    nets[0] = (dd2_ckpt_net){"gen", &tr->net.tab, tr->gp, tr->gm, tr->gv, tr->gema};
+    nets[1] = (dd2_ckpt_net){"guid", &tr->net.tab, tr->pp, tr->pm, tr->pv, NULL};
+    for (int i = 0; i < N_COUNTERS; i++)
+        states[i] = (dd2_ckpt_state){counter_names[i], DD2_CKPT_I64, 1, &tr->c[i], 0, 0};
+    *spec = (dd2_ckpt_spec){nets, 2, states, N_COUNTERS, config_text, DD2_GIT_REV};
+}
+
+static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
+    char *text = NULL;
+    size_t len = 0;
+    DD2_TRY(dd2_config_to_yaml(tr->cfg, &text, &len, st));
+    dd2_ckpt_net nets[2];
+    dd2_ckpt_state states[N_COUNTERS];
+    dd2_ckpt_spec spec;
+    make_spec(tr, nets, states, &spec, text);
+    int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, units(tr), tr->cfg->checkpoint.keep, &spec, st);
+    free(text);
+    return rc;
+}
+
+static int resume(trainer *tr, const char *dir, int *found, dd2_status *st) {
+    dd2_ckpt_net nets[2];
+    dd2_ckpt_state states[N_COUNTERS];
+    dd2_ckpt_spec spec;
+    make_spec(tr, nets, states, &spec, NULL);
+    dd2_ckpt_result res = {0};
+    int rc = dd2_ckpt_resume(MPI_COMM_WORLD, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
+    *found = rc == DD2_OK && res.found;
+    if (*found) {
+        const char *diff = NULL;
+        dd2_status st2;
+        dd2_status_clear(&st2);
+        if (dd2_ckpt_config_diff(res.config_text, tr->cfg, &diff, &st2) == DD2_OK && diff)
+            dd2_warn0("resuming %s with a different config (first difference: %s)", res.dir, diff);
+        dd2_info0("resumed from %s (generator step %lld of %ld, saved by %d rank%s)", res.dir,
+                  (long long)tr->c[C_GEN_STEP], tr->steps, res.saved_learners, res.saved_learners == 1 ? "" : "s");
+    }
+    dd2_ckpt_result_free(&res);
+    return rc;
+}
+
+/* FID of distill.eval_n one-step samples of the EMA generator (balanced classes, the noise of
+ * sample indices 0..eval_n−1), logged to metrics.jsonl. Collective. */
+static int periodic_fid(trainer *tr, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const int64_t N = cfg->distill.eval_n;
+    const int n = tr->td.n, C = tr->td.cb.dim, raw = !cfg->sample.snap;
+    const dd2_vq_geom *g = &tr->td.geom;
+    int32_t *labels = DD2_MALLOC((size_t)N * sizeof *labels, st);
+    int32_t *tokens = DD2_MALLOC((size_t)N * n * sizeof *tokens, st);
+    float *q = raw ? DD2_MALLOC((size_t)N * n * C * sizeof(float), st) : NULL;
+    int rc = labels && tokens && (!raw || q) ? DD2_OK : DD2_ERR_RUNTIME;
+    double secs = 0.0, fid = NAN;
+    if (rc == DD2_OK) {
+        dd2_balanced_labels(labels, N, cfg->data.n_classes);
+        rc = dd2_generate_onestep(tr->ctx, &tr->net, tr->gema, labels, N, 0, tokens, q, &secs, st);
+    }
+    int rc0 = DD2_OK;
+    if (rc == DD2_OK && tr->ctx->env->rank == 0) {
+        float *img = DD2_MALLOC((size_t)N * g->image_size * g->image_size * g->channels * sizeof(float), st);
+        dd2_fid_stats s;
+        memset(&s, 0, sizeof s);
+        rc0 = img ? DD2_OK : DD2_ERR_RUNTIME;
+        if (rc0 == DD2_OK && raw) dd2_vq_images_from_patches(g, q, (size_t)N, img);
+        else if (rc0 == DD2_OK) rc0 = dd2_vq_decode_f32(&tr->td.cb, g, tokens, (size_t)N, img, st);
+        if (rc0 == DD2_OK) rc0 = dd2_fid_stats_images_f32(&tr->featnet, img, (size_t)N, 0, &s, st);
+        if (rc0 == DD2_OK) rc0 = dd2_fid_distance(&s, &tr->ref, &fid, st);
+        dd2_fid_stats_free(&s);
+        free(img);
+    }
+    if (rc == DD2_OK) {
+        int all = rc0;
+        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (all != DD2_OK && rc0 == DD2_OK) rc0 = DD2_FAIL(st, all, "distill: the FID failed on rank 0");
+        rc = rc0;
+    }
+    if (rc == DD2_OK) {
+        MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        tr->last_fid = fid;
+        dd2_info0("distill: generator step %lld: FID %.2f (%lld one-step EMA samples in %.2fs)",
+                  (long long)tr->c[C_GEN_STEP], fid, (long long)N, secs);
+        char fields[160] = "";
+        jnum(fields, sizeof fields, "fid", fid);
+        jnum(fields, sizeof fields, "fid_n", (double)N);
+        jnum(fields, sizeof fields, "sample_seconds", secs);
+        rc = dd2_metrics_append(tr->ctx, "distill", (long)tr->c[C_GEN_STEP], fields, st);
+    }
+    free(labels);
+    free(tokens);
+    free(q);
+    return rc;
+}
+
+static int too_many_bad(const trainer *tr, dd2_status *st) {
+    const int max_bad = tr->cfg->dist.max_bad_steps;
+    const int64_t bad = tr->c[C_GEN_SKIPPED] + tr->c[C_GUID_SKIPPED];
+    if (max_bad > 0 && bad >= max_bad)
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "distill: %lld updates with a non-finite loss or gradient "
+                        "(dist.max_bad_steps = %d); lower distill.lr_gen / distill.lr_guid?", (long long)bad, max_bad);
+    return DD2_OK;
+}
+
+typedef struct window { /* metric averages since the last log line */
+    double guid_loss, gen_loss, omega, absdiff, guid_gnorm, gen_gnorm;
+    int n_guid, n_gen;
+} window;
+
+static int run_training(trainer *tr, const char *dir, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const size_t numel = tr->net.tab.numel;
+    DD2_TRY(dd2_check_replicas(tr->gp, numel, "initial generator weights", MPI_COMM_WORLD, st));
+    int found = 0;
+    DD2_TRY(resume(tr, dir, &found, st));
+    if (!found && cfg->distill.init == DD2_DISTILL_INIT_ODE_PAIRS) DD2_TRY(ode_pairs_phase(tr, st));
+    dd2_info0("distill: %.2fM parameters per network (G, guidance), init %s, csd.grad %s (alpha %g), %ld generator "
+              "updates x %d guidance updates, global batch %d x %d draws over %d rank%s%s",
+              (double)numel / 1e6, init_name(cfg->distill.init),
+              cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha, tr->steps, tr->K,
+              tr->B, tr->m, tr->ctx->env->size, tr->ctx->env->size == 1 ? "" : "s",
+              tr->align_on ? " (with performance alignment)" : "");
+    const int eval_every = cfg->distill.eval_every;
+    if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */
+    dd2_progress prog;
+    dd2_progress_begin(&prog, "distill", units(tr), tr->total > 0 ? tr->total : 1, 10.0);
+    window w;
+    memset(&w, 0, sizeof w);
+    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    while (units(tr) < tr->total) {
+        double loss, gnorm;
+        int skipped, gen_done = 0;
+        const int aligning = tr->align_on && tr->c[C_GEN_STEP] == cfg->distill.align.after &&
+                             tr->c[C_ALIGN_STEP] < cfg->distill.align.steps;
+        if (aligning) {
+            if (tr->c[C_ALIGN_STEP] == 0) {
+                memcpy(tr->gp, tr->gema, numel * sizeof(float));
+                dd2_info0("distill: performance alignment: generator <- EMA, %d guidance-only updates",
+                          cfg->distill.align.steps);
+            }
+            DD2_TRY(guidance_step(tr, &loss, &gnorm, &skipped, st));
+            if (!skipped) w.guid_loss += loss, w.guid_gnorm = gnorm, w.n_guid++;
+            tr->c[C_ALIGN_STEP]++;
+        } else {
+            for (int k = 0; k < tr->K; k++) {
+                DD2_TRY(guidance_step(tr, &loss, &gnorm, &skipped, st));
+                if (!skipped) w.guid_loss += loss, w.guid_gnorm = gnorm, w.n_guid++;
+                DD2_TRY(too_many_bad(tr, st));
+            }
+            double out[3];
+            DD2_TRY(generator_step(tr, out, &gnorm, &skipped, st));
+            if (!skipped) w.gen_loss += out[0], w.omega += out[1], w.absdiff += out[2], w.gen_gnorm = gnorm, w.n_gen++;
+            gen_done = 1;
+        }
+        if (skipped) dd2_warn0("distill: non-finite loss or gradient at unit %ld; update skipped", units(tr) - 1);
+        DD2_TRY(too_many_bad(tr, st));
+        const long u = units(tr);
+        const double lr = dd2_lr_at(&tr->gen_sched, (long)tr->c[C_GEN_STEP] - 1);
+        char extra[200];
+        snprintf(extra, sizeof extra, "guid %.4f gen %.4g omega %.3g lr %.2e%s",
+                 w.n_guid ? w.guid_loss / w.n_guid : NAN, w.n_gen ? w.gen_loss / w.n_gen : NAN,
+                 w.n_gen ? w.omega / w.n_gen : NAN, lr, gen_done ? "" : " (alignment)");
+        dd2_progress_update(&prog, u, extra);
+        if (u % every == 0 || u == tr->total) {
+            char fields[512] = "";
+            jnum(fields, sizeof fields, "guid_loss", w.n_guid ? w.guid_loss / w.n_guid : NAN);
+            jnum(fields, sizeof fields, "gen_loss", w.n_gen ? w.gen_loss / w.n_gen : NAN);
+            jnum(fields, sizeof fields, "omega", w.n_gen ? w.omega / w.n_gen : NAN);
+            jnum(fields, sizeof fields, "abs_q_minus_a", w.n_gen ? w.absdiff / w.n_gen : NAN);
+            jnum(fields, sizeof fields, "gen_grad_norm", w.n_gen ? w.gen_gnorm : NAN);
+            jnum(fields, sizeof fields, "guid_grad_norm", w.n_guid ? w.guid_gnorm : NAN);
+            jnum(fields, sizeof fields, "lr_gen", lr);
+            jnum(fields, sizeof fields, "gen_step", (double)tr->c[C_GEN_STEP]);
+            jnum(fields, sizeof fields, "guid_steps", (double)tr->c[C_GUID_STEPS]);
+            jnum(fields, sizeof fields, "align", !gen_done);
+            DD2_TRY(dd2_metrics_append(tr->ctx, "distill", u, fields, st));
+            memset(&w, 0, sizeof w);
+        }
+        if (gen_done && tr->eval_on && tr->c[C_GEN_STEP] % eval_every == 0) DD2_TRY(periodic_fid(tr, st));
+        if (cfg->checkpoint.every > 0 && u % cfg->checkpoint.every == 0 && u < tr->total)
+            DD2_TRY(save_checkpoint(tr, dir, st));
+    }
+    dd2_progress_end(&prog, NULL);
+    if (tr->eval_on && (tr->c[C_GEN_STEP] % eval_every != 0 || isnan(tr->last_fid))) DD2_TRY(periodic_fid(tr, st));
+    return save_checkpoint(tr, dir, st);
+}
+
+int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    char dir[1100], final_path[1200];
+    int rc = dd2_stage_mkdir(ctx, "distill", st);
+    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "distill", dir, sizeof dir, st);
+    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "distill/generator.h5", final_path, sizeof final_path, st);
+    if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
+    /* every rank reads the same files and config, so a setup failure is normally shared; agree */
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: another rank failed");
+    tr.last_fid = NAN;
+    if (rc == DD2_OK) setup_eval(&tr);
+    const double t0 = dd2_now();
+    if (rc == DD2_OK) rc = run_training(&tr, dir, st);
+    if (rc == DD2_OK) {
+        const double secs = dd2_now() - t0;
+        const double sg = tr.n_guid ? tr.sec_guid / tr.n_guid : NAN, sG = tr.n_gen ? tr.sec_gen / tr.n_gen : NAN;
+        dd2_info0("distill: %lld generator updates (%lld skipped), %lld guidance updates (%lld skipped) in %.1fs; "
+                  "per update: guidance %.3fs, generator %.3fs (one iteration %.3fs)",
+                  (long long)tr.c[C_GEN_UPDATES], (long long)tr.c[C_GEN_SKIPPED], (long long)tr.c[C_GUID_UPDATES],
+                  (long long)tr.c[C_GUID_SKIPPED], secs, sg, sG, tr.K * sg + sG);
+        char fields[200] = "";
+        jnum(fields, sizeof fields, "seconds", secs);
+        jnum(fields, sizeof fields, "guid_update_s", sg);
+        jnum(fields, sizeof fields, "gen_update_s", sG);
+        jnum(fields, sizeof fields, "final", 1);
+        rc = dd2_metrics_append(ctx, "distill", units(&tr), fields, st);
+    }
+    if (rc == DD2_OK && ctx->env->rank == 0)
+        rc = dd2_generator_save(final_path, &tr.net, tr.gema, tr.c[C_GEN_STEP], ctx->cfg->distill.init,
+                                ctx->cfg->distill.csd.grad, tr.last_fid, st);
+    all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: another rank failed");
+    if (rc == DD2_OK) dd2_info0("distill: wrote %s", final_path);
+    st->collective = 1;
+    trainer_free(&tr);
+    return rc;
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Stage 2 (`dd2 distill`, docs/distill.md) on the smoke config with tiny step counts:
+# 1 vs 2 ranks agree, bitwise resume from a mid checkpoint, the generator moved away from Ψ,
+# sid + performance alignment + position weights + the periodic FID, init: teacher and ode-pairs,
+# one-step and few-step sampling with the generator.
+source "$(dirname "$0")/lib.sh"
+H5CMP=$(dirname "$DD2")/tests/tools/h5cmp
+tmp=$(mktemp -d /tmp/dd2-test-distill-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cfg=configs/fmnist-smoke.yaml
+small=(--set teacher_sample.n=64 --set ardiff.steps=4 --set ardiff.batch=16 --set distill.steps=6
+       --set distill.batch=8 --set checkpoint.every=3 --set log.every=3 --set distill.eval_every=0
+       --set sample.n=20 --set eval.features.epochs=1 --set data.train_limit=600 --set data.test_limit=200)
+# run NAME NP COMMAND CONFIG [more --set ...]: the caller's settings come after (and override) the small ones
+run() {
+  local name=$1 np=$2 cmd=$3 conf=$4; shift 4
+  mpirun -np "$np" "$DD2" "$cmd" "$conf" "${small[@]}" "$@" --set run.out_dir="$tmp" --set run.name="$name"
+}
+h5same() { expect_exit "$1" 0 "$H5CMP" "$2" "$3" params "$4"; echo "  $out"; }
+metric() { grep "\"stage\": \"distill\", \"step\": $2," "$1" | head -1 | sed 's/"time[^,]*, "unix_time": [0-9]*, //'; }
+
+expect_exit vq 0 run r1 1 vq "$cfg"
+expect_exit teacher 0 run r1 1 teacher "$cfg"
+expect_exit teacher_sample 0 run r1 1 teacher-sample "$cfg"
+expect_exit ardiff 0 run r1 1 ardiff "$cfg"
+for r in r2 resume sid tinit; do cp -r "$tmp/r1" "$tmp/$r"; done
+
+# 1 and 2 ranks: the same training up to the order of floating-point sums
+f=distill/generator.h5
+expect_exit distill_np1 0 run r1 1 distill "$cfg"
+expect_exit distill_np2 0 run r2 2 distill "$cfg"
+[ -f "$tmp/r1/$f" ] && [ -f "$tmp/r1/distill/step_00000003/meta.h5" ] && pass outputs_present ||
+  fail outputs_present "$(ls -R "$tmp/r1/distill")"
+h5same ranks_equal "$tmp/r1/$f" "$tmp/r2/$f" 1e-4
+l1=$(metric "$tmp/r1/metrics.jsonl" 6 | sed 's/.*"gen_loss": \([0-9.e+-]*\).*/\1/')
+l2=$(metric "$tmp/r2/metrics.jsonl" 6 | sed 's/.*"gen_loss": \([0-9.e+-]*\).*/\1/')
+if awk -v a="$l1" -v b="$l2" 'BEGIN{d=a-b; if(d<0)d=-d; m=a<0?-a:a; exit !(m>0 && d <= 1e-3*m)}'; then
+  pass gen_loss_equal; else fail gen_loss_equal "generator loss at step 6: $l1 (1 rank) vs $l2 (2 ranks)"; fi
+# the EMA generator is no longer Ψ (the test is not vacuous)
+expect_exit moved_from_ardiff 1 "$H5CMP" "$tmp/r1/$f" "$tmp/r1/ardiff/ardiff.h5" params 0
+
+# bitwise resume: drop the last checkpoint and finish from step 3
+cp -r "$tmp/r1/distill" "$tmp/resume/"
+rm -rf "$tmp/resume/distill/step_00000006" "$tmp/resume/$f"
+echo step_00000003 >"$tmp/resume/distill/LATEST"
+expect_exit resume_run 0 run resume 1 distill "$cfg"
+expect_contains resume_logged "resumed from"
+h5same resume_bitwise "$tmp/r1/$f" "$tmp/resume/$f" 0
+a=$(metric "$tmp/r1/metrics.jsonl" 6); b=$(metric "$tmp/resume/metrics.jsonl" 6)
+[ -n "$a" ] && [ "$a" = "$b" ] && pass resume_same_metrics || fail resume_same_metrics "'$a' vs '$b'"
+
+# sid, performance alignment after 3 generator updates (2 guidance-only updates), position
+# weights 3 -> 1, the periodic FID every 3 generator updates (needs the FID network)
+expect_exit fid_stats 0 run sid 1 fid-stats "$cfg"
+expect_exit sid_run 0 run sid 2 distill "$cfg" --set distill.csd.grad=sid --set distill.align.after=3 \
+  --set distill.align.steps=2 --set distill.pos_weight.start=3 --set distill.eval_every=3 --set distill.eval_n=40
+expect_contains sid_alignment "performance alignment"
+grep -q '"stage": "distill", "step": 0, .*"fid": ' "$tmp/sid/metrics.jsonl" && pass fid_at_init ||
+  fail fid_at_init "no FID at step 0 in metrics.jsonl"
+grep -q '"stage": "distill", "step": 6, .*"fid": [0-9]' "$tmp/sid/metrics.jsonl" && pass fid_logged ||
+  fail fid_logged "no FID at generator step 6 in metrics.jsonl"
+[ -f "$tmp/sid/distill/step_00000008/meta.h5" ] && pass alignment_units ||
+  fail alignment_units "expected a checkpoint at 6 + 2 units: $(ls "$tmp/sid/distill")"
+
+# init: teacher (teacher backbone, fresh head); init: ode-pairs (regression on Ψ-ODE pairs first),
+# on 1 and 2 ranks (the pairs are sampled split over the ranks)
+expect_exit teacher_init 0 run tinit 1 distill "$cfg" --set distill.init=teacher --set distill.steps=2
+cp -r "$tmp/r1" "$tmp/ode1"; cp -r "$tmp/r1" "$tmp/ode2"; rm -rf "$tmp"/ode?/distill
+ode=(--set distill.init=ode-pairs --set distill.ode.pairs=24 --set distill.ode.steps=4 --set distill.steps=2)
+expect_exit ode_pairs_np1 0 run ode1 1 distill "$cfg" "${ode[@]}"
+expect_contains ode_pairs_regression "ODE-pair regression"
+expect_exit ode_pairs_np2 0 run ode2 2 distill "$cfg" "${ode[@]}"
+# (1e-3: Adam turns sum-order differences of near-zero gradients into steps of ~lr on tiny tensors)
+h5same ode_pairs_ranks_equal "$tmp/ode1/$f" "$tmp/ode2/$f" 1e-3
+grep -q '"stage": "distill-ode", "step": 3,' "$tmp/ode1/metrics.jsonl" && pass ode_pairs_metrics ||
+  fail ode_pairs_metrics "no distill-ode line at step 3"
+
+# sampling: one step and 3 steps (the teacher re-samples the last 2 tokens)
+expect_exit sample_onestep 0 run r1 2 sample "$cfg" --model generator
+expect_exit sample_fewstep 0 run r1 2 sample "$cfg" --model generator --steps 3
+ls "$tmp/r1/samples/"generator*.png >/dev/null 2>&1 && pass sample_outputs ||
+  fail sample_outputs "$(ls "$tmp/r1/samples")"
+cli_done
