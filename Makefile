@@ -129,7 +129,7 @@ clean:
 help:
 	@echo "make [CUDA=1 CUDA_ARCH=sm_90]  build build/dd2 (and the tests)"
 	@echo "make test                      build and run all tests (ends with 'N passed, N failed')"
-	@echo "make run [CONFIG=file] [NP=2]   the pipeline on the embedded default (configs/fmnist.yaml)"
+	@echo "make run [CONFIG=file] [NP=2]   the whole pipeline on Fashion-MNIST (configs/fmnist-quick.yaml)"
 	@echo "make bench [CONFIG=file]       speed tables: dd2 ops/backbone, and the same backbone in PyTorch"
 	@echo "make deps                      install the Debian packages (root)"
 	@echo "make clean                     remove build/"

@@ -5,7 +5,7 @@
 # are skipped, so running it again resumes where it stopped (training resumes from checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIG=${1:-configs/fmnist.yaml}
+CONFIG=${1:-configs/fmnist-quick.yaml}
 NP=${NP:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
