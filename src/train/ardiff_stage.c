@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "dist/collectives.h"
 #include "io/ckpt.h"
@@ -31,6 +30,7 @@
 #include "train/generate.h"
 #include "train/teacher_io.h"
 #include "train/token_data.h"
+#include "train/train_loop.h"
 
 #ifndef DD2_GIT_REV
 #define DD2_GIT_REV "unknown"
@@ -333,46 +333,22 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
               cfg->ardiff.loss == DD2_ARDIFF_LOSS_GTS ? "gts" : "diffusion", tr->steps, tr->steps_per_epoch,
               (long long)tr->N, tr->B, tr->draws, tr->ctx->env->size, tr->ctx->env->size == 1 ? "" : "s",
               cfg->ardiff.head_only_steps > 0 ? " (head only first)" : "");
-    dd2_progress prog;
-    dd2_progress_begin(&prog, "ardiff", (long)tr->step, tr->steps, 10.0);
-    double loss_acc = 0.0;
-    int loss_n = 0;
-    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    dd2_train_log lg;
+    dd2_train_log_begin(&lg, tr->ctx, "ardiff", (long)tr->step, tr->steps);
     *final_loss = NAN;
     while (tr->step < tr->steps) {
         double loss, gnorm;
         int skipped;
         DD2_TRY(train_step(tr, &loss, &gnorm, &skipped, st));
-        if (skipped) {
-            dd2_warn0("ardiff step %lld: non-finite loss or gradient; step skipped (%lld so far)",
-                      (long long)tr->step - 1, (long long)tr->skipped);
-            if (cfg->dist.max_bad_steps > 0 && tr->skipped >= cfg->dist.max_bad_steps)
-                return DD2_FAIL(st, DD2_ERR_RUNTIME, "ardiff: %lld steps with a non-finite loss or gradient "
-                                "(dist.max_bad_steps = %d); lower ardiff.lr?", (long long)tr->skipped,
-                                cfg->dist.max_bad_steps);
-        } else {
-            loss_acc += loss;
-            loss_n++;
-        }
-        const double lr = dd2_lr_at(&tr->sched, (long)tr->step - 1);
+        DD2_TRY(dd2_train_check_skip(&lg, skipped, loss, tr->step - 1, tr->skipped, st));
         const int head_only = tr->step - 1 < cfg->ardiff.head_only_steps;
-        char extra[160];
-        snprintf(extra, sizeof extra, "loss %.4f lr %.2e%s", loss_n ? loss_acc / loss_n : NAN, lr,
-                 head_only ? " (head only)" : "");
-        dd2_progress_update(&prog, (long)tr->step, extra);
-        if (tr->step % every == 0 || tr->step == tr->steps) {
-            char fields[200];
-            snprintf(fields, sizeof fields, "\"loss\": %.6f, \"grad_norm\": %.4f, \"lr\": %.6g, \"head_only\": %d",
-                     loss_n ? loss_acc / loss_n : NAN, gnorm, lr, head_only);
-            DD2_TRY(dd2_metrics_append(tr->ctx, "ardiff", (long)tr->step, fields, st));
-            if (loss_n) *final_loss = loss_acc / loss_n;
-            loss_acc = 0.0;
-            loss_n = 0;
-        }
-        if (cfg->checkpoint.every > 0 && tr->step % cfg->checkpoint.every == 0 && tr->step < tr->steps)
-            DD2_TRY(save_checkpoint(tr, dir, st));
+        char head_field[32];
+        snprintf(head_field, sizeof head_field, ", \"head_only\": %d", head_only);
+        DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
+                                   head_only ? " (head only)" : "", head_field, final_loss, st));
+        if (dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps)) DD2_TRY(save_checkpoint(tr, dir, st));
     }
-    dd2_progress_end(&prog, NULL);
+    dd2_train_log_end(&lg);
     return save_checkpoint(tr, dir, st);
 }
 
@@ -385,9 +361,7 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
     if (rc == DD2_OK) rc = dd2_stage_path(ctx, "ardiff/ardiff.h5", final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
-    int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "ardiff: another rank failed");
+    rc = dd2_agree(rc, "ardiff", st);
     double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
     if (rc == DD2_OK) rc = run_training(&tr, dir, &final_loss, st);
     const double train_s = dd2_now() - t0;
@@ -402,9 +376,7 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
     }
     if (rc == DD2_OK && ctx->env->rank == 0)
         rc = dd2_ardiff_save(final_path, &tr.a, tr.params, ctx->cfg->ardiff.loss, tr.step, final_loss, st);
-    all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "ardiff: another rank failed");
+    rc = dd2_agree(rc, "ardiff", st);
     if (rc == DD2_OK) dd2_info0("ardiff: wrote %s", final_path);
     st->collective = 1;
     trainer_free(&tr);

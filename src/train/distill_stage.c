@@ -39,6 +39,7 @@
 #include "train/generate_onestep.h"
 #include "train/teacher_io.h"
 #include "train/token_data.h"
+#include "train/train_loop.h"
 
 #ifndef DD2_GIT_REV
 #define DD2_GIT_REV "unknown"
@@ -390,7 +391,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     }
     /* 2. regression of G on the pairs */
     const double elems = (double)tr->B * n * C;
-    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    const int every = dd2_train_log_every(cfg);
     double acc = 0.0, first = NAN;
     int acc_n = 0;
     int64_t updates = 0, skipped_n = 0;
@@ -545,12 +546,8 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
 }
 
 static int too_many_bad(const trainer *tr, dd2_status *st) {
-    const int max_bad = tr->cfg->dist.max_bad_steps;
-    const int64_t bad = tr->c[C_GEN_SKIPPED] + tr->c[C_GUID_SKIPPED];
-    if (max_bad > 0 && bad >= max_bad)
-        return DD2_FAIL(st, DD2_ERR_RUNTIME, "distill: %lld updates with a non-finite loss or gradient "
-                        "(dist.max_bad_steps = %d); lower distill.lr_gen / distill.lr_guid?", (long long)bad, max_bad);
-    return DD2_OK;
+    return dd2_train_bad_limit("distill", "updates", tr->c[C_GEN_SKIPPED] + tr->c[C_GUID_SKIPPED],
+                               tr->cfg->dist.max_bad_steps, "distill.lr_gen / distill.lr_guid", st);
 }
 
 typedef struct window { /* metric averages since the last log line */
@@ -573,11 +570,10 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;
     if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */
-    dd2_progress prog;
-    dd2_progress_begin(&prog, "distill", units(tr), tr->total > 0 ? tr->total : 1, 10.0);
+    dd2_train_log lg;
+    dd2_train_log_begin(&lg, tr->ctx, "distill", units(tr), tr->total > 0 ? tr->total : 1);
     window w;
     memset(&w, 0, sizeof w);
-    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
     while (units(tr) < tr->total) {
         double loss, gnorm;
         int skipped, gen_done = 0;
@@ -611,8 +607,8 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         snprintf(extra, sizeof extra, "guid %.4f gen %.4g omega %.3g lr %.2e%s",
                  w.n_guid ? w.guid_loss / w.n_guid : NAN, w.n_gen ? w.gen_loss / w.n_gen : NAN,
                  w.n_gen ? w.omega / w.n_gen : NAN, lr, gen_done ? "" : " (alignment)");
-        dd2_progress_update(&prog, u, extra);
-        if (u % every == 0 || u == tr->total) {
+        dd2_progress_update(&lg.prog, u, extra);
+        if (dd2_train_log_due(&lg, u, tr->total)) {
             char fields[512] = "";
             jnum(fields, sizeof fields, "guid_loss", w.n_guid ? w.guid_loss / w.n_guid : NAN);
             jnum(fields, sizeof fields, "gen_loss", w.n_gen ? w.gen_loss / w.n_gen : NAN);
@@ -628,10 +624,9 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
             memset(&w, 0, sizeof w);
         }
         if (gen_done && tr->eval_on && tr->c[C_GEN_STEP] % eval_every == 0) DD2_TRY(periodic_fid(tr, st));
-        if (cfg->checkpoint.every > 0 && u % cfg->checkpoint.every == 0 && u < tr->total)
-            DD2_TRY(save_checkpoint(tr, dir, st));
+        if (dd2_train_ckpt_due(cfg, u, tr->total)) DD2_TRY(save_checkpoint(tr, dir, st));
     }
-    dd2_progress_end(&prog, NULL);
+    dd2_train_log_end(&lg);
     if (tr->eval_on && (tr->c[C_GEN_STEP] % eval_every != 0 || isnan(tr->last_fid))) DD2_TRY(periodic_fid(tr, st));
     return save_checkpoint(tr, dir, st);
 }
@@ -645,9 +640,7 @@ int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
     if (rc == DD2_OK) rc = dd2_stage_path(ctx, "distill/generator.h5", final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
-    int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: another rank failed");
+    rc = dd2_agree(rc, "distill", st);
     tr.last_fid = NAN;
     if (rc == DD2_OK) setup_eval(&tr);
     const double t0 = dd2_now();
@@ -669,9 +662,7 @@ int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
     if (rc == DD2_OK && ctx->env->rank == 0)
         rc = dd2_generator_save(final_path, &tr.net, tr.gema, tr.c[C_GEN_STEP], ctx->cfg->distill.init,
                                 ctx->cfg->distill.csd.grad, tr.last_fid, st);
-    all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: another rank failed");
+    rc = dd2_agree(rc, "distill", st);
     if (rc == DD2_OK) dd2_info0("distill: wrote %s", final_path);
     st->collective = 1;
     trainer_free(&tr);

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "dist/collectives.h"
 #include "io/ckpt.h"
@@ -24,6 +23,7 @@
 #include "model/teacher.h"
 #include "train/stages.h"
 #include "train/teacher_io.h"
+#include "train/train_loop.h"
 #include "train/token_data.h"
 
 #ifndef DD2_GIT_REV
@@ -212,42 +212,18 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     dd2_info0("teacher: %.2fM parameters, %ld steps (%ld per epoch), global batch %d over %d rank%s", 
               (double)tr->t.tab.numel / 1e6, tr->steps, tr->steps_per_epoch, tr->B, tr->ctx->env->size,
               tr->ctx->env->size == 1 ? "" : "s");
-    dd2_progress prog;
-    dd2_progress_begin(&prog, "teacher", (long)tr->step, tr->steps, 10.0);
-    double loss_acc = 0.0;
-    int loss_n = 0;
-    const int every = cfg->log.every > 0 ? cfg->log.every : 50;
+    dd2_train_log lg;
+    dd2_train_log_begin(&lg, tr->ctx, "teacher", (long)tr->step, tr->steps);
     while (tr->step < tr->steps) {
         double loss, gnorm;
         int skipped;
         DD2_TRY(train_step(tr, &loss, &gnorm, &skipped, st));
-        if (skipped) {
-            dd2_warn0("teacher step %lld: non-finite loss or gradient; step skipped (%lld so far)",
-                      (long long)tr->step - 1, (long long)tr->skipped);
-            if (cfg->dist.max_bad_steps > 0 && tr->skipped >= cfg->dist.max_bad_steps)
-                return DD2_FAIL(st, DD2_ERR_RUNTIME, "teacher: %lld steps with a non-finite loss or gradient "
-                                "(dist.max_bad_steps = %d); lower teacher.lr?", (long long)tr->skipped,
-                                cfg->dist.max_bad_steps);
-        } else {
-            loss_acc += loss;
-            loss_n++;
-        }
-        char extra[160];
-        snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss_n ? loss_acc / loss_n : NAN,
-                 dd2_lr_at(&tr->sched, (long)tr->step - 1));
-        dd2_progress_update(&prog, (long)tr->step, extra);
-        if (tr->step % every == 0 || tr->step == tr->steps) {
-            char fields[200];
-            snprintf(fields, sizeof fields, "\"loss\": %.6f, \"grad_norm\": %.4f, \"lr\": %.6g",
-                     loss_n ? loss_acc / loss_n : NAN, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1));
-            DD2_TRY(dd2_metrics_append(tr->ctx, "teacher", (long)tr->step, fields, st));
-            loss_acc = 0.0;
-            loss_n = 0;
-        }
-        if (cfg->checkpoint.every > 0 && tr->step % cfg->checkpoint.every == 0 && tr->step < tr->steps)
-            DD2_TRY(save_checkpoint(tr, dir, st));
+        DD2_TRY(dd2_train_check_skip(&lg, skipped, loss, tr->step - 1, tr->skipped, st));
+        DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
+                                   NULL, NULL, NULL, st));
+        if (dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps)) DD2_TRY(save_checkpoint(tr, dir, st));
     }
-    dd2_progress_end(&prog, NULL);
+    dd2_train_log_end(&lg);
     return save_checkpoint(tr, dir, st);
 }
 
@@ -271,9 +247,7 @@ int dd2_stage_teacher(const dd2_stage_ctx *ctx, dd2_status *st) {
         rc = dd2_metrics_append(ctx, "teacher", (long)tr.step, fields, st);
     }
     if (rc == DD2_OK && ctx->env->rank == 0) rc = dd2_teacher_save(final_path, &tr.t, tr.params, bits, st);
-    int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "teacher: another rank failed");
+    rc = dd2_agree(rc, "teacher", st);
     if (rc == DD2_OK) dd2_info0("teacher: wrote %s", final_path);
     st->collective = 1;
     trainer_free(&tr);

@@ -1,0 +1,73 @@
+/* The shared training-loop pieces; see train_loop.h. */
+#include "train/train_loop.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+
+#include "core/log.h"
+
+int dd2_train_log_every(const dd2_config *cfg) { return cfg->log.every > 0 ? cfg->log.every : 50; }
+
+void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total) {
+    lg->ctx = ctx;
+    lg->stage = stage;
+    lg->every = dd2_train_log_every(ctx->cfg);
+    lg->loss_acc = 0.0;
+    lg->loss_n = 0;
+    dd2_progress_begin(&lg->prog, stage, start, total, 10.0);
+}
+
+void dd2_train_log_end(dd2_train_log *lg) { dd2_progress_end(&lg->prog, NULL); }
+
+int dd2_train_log_due(const dd2_train_log *lg, long u, long total) { return u % lg->every == 0 || u == total; }
+
+int dd2_train_ckpt_due(const dd2_config *cfg, long u, long total) {
+    return cfg->checkpoint.every > 0 && u % cfg->checkpoint.every == 0 && u < total;
+}
+
+int dd2_train_bad_limit(const char *stage, const char *unit, int64_t bad, int max_bad, const char *hint,
+                        dd2_status *st) {
+    if (max_bad > 0 && bad >= max_bad)
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: %lld %s with a non-finite loss or gradient "
+                        "(dist.max_bad_steps = %d); lower %s?", stage, (long long)bad, unit, max_bad, hint);
+    return DD2_OK;
+}
+
+int dd2_train_check_skip(dd2_train_log *lg, int skipped, double loss, int64_t step, int64_t skipped_total,
+                         dd2_status *st) {
+    if (!skipped) {
+        lg->loss_acc += loss;
+        lg->loss_n++;
+        return DD2_OK;
+    }
+    dd2_warn0("%s step %lld: non-finite loss or gradient; step skipped (%lld so far)", lg->stage, (long long)step,
+              (long long)skipped_total);
+    char hint[80];
+    snprintf(hint, sizeof hint, "%s.lr", lg->stage);
+    return dd2_train_bad_limit(lg->stage, "steps", skipped_total, lg->ctx->cfg->dist.max_bad_steps, hint, st);
+}
+
+int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, double lr, const char *progress_suffix,
+                       const char *metrics_suffix, double *window_mean, dd2_status *st) {
+    const double mean = lg->loss_n ? lg->loss_acc / lg->loss_n : NAN;
+    char extra[160];
+    snprintf(extra, sizeof extra, "loss %.4f lr %.2e%s", mean, lr, progress_suffix ? progress_suffix : "");
+    dd2_progress_update(&lg->prog, u, extra);
+    if (!dd2_train_log_due(lg, u, total)) return DD2_OK;
+    char fields[200];
+    snprintf(fields, sizeof fields, "\"loss\": %.6f, \"grad_norm\": %.4f, \"lr\": %.6g%s", mean, gnorm, lr,
+             metrics_suffix ? metrics_suffix : "");
+    DD2_TRY(dd2_metrics_append(lg->ctx, lg->stage, u, fields, st));
+    if (lg->loss_n && window_mean) *window_mean = mean;
+    lg->loss_acc = 0.0;
+    lg->loss_n = 0;
+    return DD2_OK;
+}
+
+int dd2_agree(int rc, const char *what, dd2_status *st) {
+    int all = rc;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "%s: another rank failed", what);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* The loop skeleton shared by the training stages (teacher, ardiff, distill): the progress
+ * reporter and the running loss average between metrics lines, the handling of a step with a
+ * non-finite loss or gradient (warn, count, stop after dist.max_bad_steps), the metrics cadence
+ * (log.every, and the last step), the periodic checkpoint cadence (checkpoint.every, never at
+ * the last step: the stage saves that one itself), and the "agree across ranks" failure check. */
+#ifndef DD2_TRAIN_TRAIN_LOOP_H
+#define DD2_TRAIN_TRAIN_LOOP_H
+
+#include <stdint.h>
+
+#include "core/progress.h"
+#include "train/stage.h"
+
+typedef struct dd2_train_log {
+    const dd2_stage_ctx *ctx;
+    const char *stage; /* the metrics stage name and message prefix, e.g. "teacher" */
+    dd2_progress prog;
+    int every;         /* metrics line every this many steps (log.every, 50 when unset) */
+    double loss_acc;   /* running sum of the finite losses since the last metrics line */
+    int loss_n;
+} dd2_train_log;
+
+/* log.every, or 50 when it is not positive. */
+int dd2_train_log_every(const dd2_config *cfg);
+
+/* Start the progress reporter (label = stage, resuming at `start` of `total`) and an empty window. */
+void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total);
+void dd2_train_log_end(dd2_train_log *lg);
+
+/* Whether step `u` (1-based count done) of `total` ends a metrics window. */
+int dd2_train_log_due(const dd2_train_log *lg, long u, long total);
+
+/* Whether a periodic checkpoint is due after `u` of `total` units (not at the last). */
+int dd2_train_ckpt_due(const dd2_config *cfg, long u, long total);
+
+/* After optimizer step number `step` (0-based): a finite step adds `loss` to the window; a
+ * skipped one warns "<stage> step N: non-finite ..." and fails once `skipped_total` reaches
+ * dist.max_bad_steps. */
+int dd2_train_check_skip(dd2_train_log *lg, int skipped, double loss, int64_t step, int64_t skipped_total,
+                         dd2_status *st);
+
+/* Fail with "<stage>: N <unit> with a non-finite loss or gradient (dist.max_bad_steps = M);
+ * lower <hint>?" when max_bad > 0 and bad >= max_bad. */
+int dd2_train_bad_limit(const char *stage, const char *unit, int64_t bad, int max_bad, const char *hint,
+                        dd2_status *st);
+
+/* After step `u` of `total`: progress line "loss L lr R<progress_suffix>" and, when due, the
+ * metrics line {"loss", "grad_norm", "lr"<metrics_suffix>} for the window, which then restarts.
+ * *window_mean (may be NULL) gets the window's mean loss when a line is written over a non-empty
+ * window. */
+int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, double lr, const char *progress_suffix,
+                       const char *metrics_suffix, double *window_mean, dd2_status *st);
+
+/* Collective: the worst rc over all ranks; a rank that succeeded while another failed gets
+ * "<what>: another rank failed". */
+int dd2_agree(int rc, const char *what, dd2_status *st);
+
+#endif
