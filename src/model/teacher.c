@@ -143,27 +143,42 @@ int dd2_teacher_sample_naive(const dd2_teacher *t, const float *params, const in
     return rc;
 }
 
-int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
-                       uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st) {
+int dd2_teacher_continue(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
+                         uint64_t seed, uint64_t first_index, const float *prefix, int P0, int32_t *tokens,
+                         dd2_status *st) {
     const int guided = s->cfg_scale != 1.0f;
     const int R = guided ? 2 * B : B; /* rows: conditional, then unconditional */
-    const int n = t->n, V = t->V, C = t->C, d = t->bb.dims.d;
+    const int n = t->n, V = t->V, C = t->C, d = t->bb.dims.d, m0 = P0 + 1;
+    if (P0 < 0 || P0 >= n) return DD2_FAIL(st, DD2_ERR_RUNTIME, "teacher sampling: prefix of %d tokens (n = %d)", P0, n);
     dd2_backbone_cache cache;
-    DD2_TRY(dd2_backbone_cache_alloc(&cache, &t->bb, R, 1, st));
+    DD2_TRY(dd2_backbone_cache_alloc(&cache, &t->bb, R, m0, st));
     int *yy = DD2_MALLOC((size_t)R * sizeof *yy, st);
-    float *xprev = DD2_CALLOC((size_t)R * (size_t)C, sizeof(float), st);
-    float *f = DD2_MALLOC((size_t)R * (size_t)d * sizeof(float), st);
+    float *xprev = DD2_CALLOC((size_t)R * m0 * C, sizeof(float), st);
+    float *f = DD2_MALLOC((size_t)R * m0 * d * sizeof(float), st);
+    float *lastf = DD2_MALLOC((size_t)R * d * sizeof(float), st);
     float *logits = DD2_MALLOC((size_t)R * (size_t)V * sizeof(float), st);
     float *p = DD2_MALLOC((size_t)B * (size_t)V * sizeof(float), st);
     float *scratch = DD2_MALLOC(DD2_SAMPLING_SCRATCH(V) * sizeof(float), st);
-    int rc = (yy && xprev && f && logits && p && scratch) ? DD2_OK : DD2_ERR_RUNTIME;
+    int rc = (yy && xprev && f && lastf && logits && p && scratch) ? DD2_OK : DD2_ERR_RUNTIME;
     for (int b = 0; rc == DD2_OK && b < B; b++) {
         yy[b] = y[b];
         if (guided) yy[B + b] = t->K; /* null class */
+        /* row i of the first call holds the input of position i: prefix token i-1 (row 0 unused) */
+        for (int i = 1; i <= P0; i++) {
+            const float *src = prefix + ((size_t)b * P0 + i - 1) * C;
+            memcpy(xprev + ((size_t)b * m0 + i) * C, src, (size_t)C * sizeof(float));
+            if (guided) memcpy(xprev + ((size_t)(B + b) * m0 + i) * C, src, (size_t)C * sizeof(float));
+        }
     }
-    for (int pos = 0; rc == DD2_OK && pos < n; pos++) {
-        dd2_backbone_step(&t->bb, params, &cache, xprev, yy, pos, 1, R, f);
-        dd2_logits_forward(&t->head, params, f, (size_t)R, logits);
+    for (int pos = P0; rc == DD2_OK && pos < n; pos++) {
+        if (pos == P0) { /* the prefix and position P0 in one call */
+            dd2_backbone_step(&t->bb, params, &cache, xprev, yy, 0, m0, R, f);
+            for (int r = 0; r < R; r++)
+                memcpy(lastf + (size_t)r * d, f + ((size_t)r * m0 + P0) * d, (size_t)d * sizeof(float));
+        } else {
+            dd2_backbone_step(&t->bb, params, &cache, xprev, yy, pos, 1, R, lastf);
+        }
+        dd2_logits_forward(&t->head, params, lastf, (size_t)R, logits);
         dd2_teacher_probs(p, logits, guided ? logits + (size_t)B * V : NULL, (size_t)B, V, s, scratch);
         for (int b = 0; b < B; b++) {
             dd2_rng rng;
@@ -171,7 +186,7 @@ int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, 
             int code = dd2_sample_categorical(p + (size_t)b * V, V, dd2_rng_uniform(&rng));
             tokens[(size_t)b * n + pos] = code;
             const float *cv = t->codebook + (size_t)code * C;
-            memcpy(xprev + (size_t)b * C, cv, (size_t)C * sizeof(float));
+            memcpy(xprev + (size_t)b * C, cv, (size_t)C * sizeof(float)); /* the next call's row 0 */
             if (guided) memcpy(xprev + (size_t)(B + b) * C, cv, (size_t)C * sizeof(float));
         }
     }
@@ -179,8 +194,14 @@ int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, 
     free(yy);
     free(xprev);
     free(f);
+    free(lastf);
     free(logits);
     free(p);
     free(scratch);
     return rc;
+}
+
+int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
+                       uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st) {
+    return dd2_teacher_continue(t, params, y, B, s, seed, first_index, NULL, 0, tokens, st);
 }

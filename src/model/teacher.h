@@ -60,6 +60,15 @@ double dd2_teacher_loss(const dd2_teacher *t, const float *params, float *grads,
 int dd2_teacher_sample(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
                        uint64_t seed, uint64_t first_index, int32_t *tokens, dd2_status *st);
 
+/* AR sampling that continues given prefixes: positions [0, P0) of each sequence are the
+ * continuous vectors prefix [B,P0,C] (code vectors or a generator's outputs; NULL when P0 = 0),
+ * and the teacher samples positions P0..n-1 into tokens [B,n] (entries [0, P0) untouched) with
+ * the draws of dd2_teacher_sample. P0 = 0 is dd2_teacher_sample; the few-step sampler
+ * (method.md §6) uses P0 = n - k + 1. */
+int dd2_teacher_continue(const dd2_teacher *t, const float *params, const int *y, int B, const dd2_sampling *s,
+                         uint64_t seed, uint64_t first_index, const float *prefix, int P0, int32_t *tokens,
+                         dd2_status *st);
+
 /* The naive one-pass baseline (method.md §8): the teacher reads [class, ε_1..ε_{n-1}] with
  * ε ~ N(0, I_C) in place of the previous tokens, gives p at every position from that single
  * forward pass (CFG as configured), and every token is drawn independently. Noise and draws are

@@ -43,58 +43,20 @@ int dd2_fewstep_sample(const dd2_ardiff *G, const float *gparams, dd2_ardiff_wor
     DD2_TRY(generator_pass(G, gparams, w, y, B, seed, first_index, tokens, q, st));
     if (k == 1) return DD2_OK;
     const int P0 = n - k + 1; /* generator tokens kept: positions [0, P0) */
-    const int guided = s->cfg_scale != 1.0f, R = guided ? 2 * B : B, V = t->V, d = t->bb.dims.d;
-    const int m0 = P0 + 1;    /* the first teacher call: positions [0, P0] */
-    dd2_backbone_cache cache;
-    memset(&cache, 0, sizeof cache);
-    int rc = dd2_backbone_cache_alloc(&cache, &t->bb, R, m0, st);
-    int *yy = DD2_MALLOC((size_t)R * sizeof *yy, st);
-    float *xprev = DD2_CALLOC((size_t)R * m0 * C, sizeof(float), st);
-    float *f = DD2_MALLOC((size_t)R * m0 * d * sizeof(float), st);
-    float *logits = DD2_MALLOC((size_t)R * V * sizeof(float), st);
-    float *p = DD2_MALLOC((size_t)B * V * sizeof(float), st);
-    float *lastf = DD2_MALLOC((size_t)R * d * sizeof(float), st);
-    float *scratch = DD2_MALLOC(DD2_SAMPLING_SCRATCH(V) * sizeof(float), st);
-    if (rc == DD2_OK && (!yy || !xprev || !f || !logits || !p || !lastf || !scratch)) rc = DD2_ERR_RUNTIME;
-    for (int b = 0; rc == DD2_OK && b < B; b++) {
-        yy[b] = y[b];
-        if (guided) yy[B + b] = t->K;
-        /* row i of sequence b holds the input of position i: token i−1 (row 0 is ignored) */
-        for (int i = 1; i <= P0; i++) {
-            const float *src = snap ? t->codebook + (size_t)tokens[(size_t)b * n + i - 1] * C
-                                    : q + ((size_t)b * n + i - 1) * C;
-            memcpy(xprev + ((size_t)b * m0 + i) * C, src, (size_t)C * sizeof(float));
-            if (guided) memcpy(xprev + ((size_t)(B + b) * m0 + i) * C, src, (size_t)C * sizeof(float));
-        }
+    /* the teacher reads the kept prefix as code vectors (snap) or as the continuous outputs */
+    float *prefix = snap ? DD2_MALLOC((size_t)B * P0 * C * sizeof(float), st) : NULL;
+    if (snap && !prefix) return DD2_ERR_RUNTIME;
+    for (int b = 0; snap && b < B; b++)
+        for (int i = 0; i < P0; i++)
+            memcpy(prefix + ((size_t)b * P0 + i) * C, t->codebook + (size_t)tokens[(size_t)b * n + i] * C,
+                   (size_t)C * sizeof(float));
+    if (!snap) { /* q [B,n,C]: the first P0 rows of each sequence, contiguous per sequence */
+        for (int b = 0; b < B; b++)
+            memmove(q + (size_t)b * P0 * C, q + (size_t)b * n * C, (size_t)P0 * C * sizeof(float));
+        prefix = q;
     }
-    for (int pos = P0; rc == DD2_OK && pos < n; pos++) {
-        if (pos == P0) {
-            dd2_backbone_step(&t->bb, tparams, &cache, xprev, yy, 0, m0, R, f);
-            for (int r = 0; r < R; r++)
-                memcpy(lastf + (size_t)r * d, f + ((size_t)r * m0 + P0) * d, (size_t)d * sizeof(float));
-        } else {
-            dd2_backbone_step(&t->bb, tparams, &cache, xprev, yy, pos, 1, R, lastf);
-        }
-        dd2_logits_forward(&t->head, tparams, lastf, (size_t)R, logits);
-        dd2_teacher_probs(p, logits, guided ? logits + (size_t)B * V : NULL, (size_t)B, V, s, scratch);
-        for (int b = 0; b < B; b++) {
-            dd2_rng rng;
-            dd2_rng_init(&rng, seed, DD2_RNG_SAMPLE, first_index + (uint64_t)b, (uint64_t)pos);
-            const int code = dd2_sample_categorical(p + (size_t)b * V, V, dd2_rng_uniform(&rng));
-            tokens[(size_t)b * n + pos] = code;
-            const float *cv = t->codebook + (size_t)code * C;
-            memcpy(xprev + (size_t)b * C, cv, (size_t)C * sizeof(float)); /* the next call's row 0 */
-            if (guided) memcpy(xprev + (size_t)(B + b) * C, cv, (size_t)C * sizeof(float));
-        }
-    }
-    dd2_backbone_cache_free(&cache);
-    free(yy);
-    free(xprev);
-    free(f);
-    free(logits);
-    free(p);
-    free(lastf);
-    free(scratch);
+    int rc = dd2_teacher_continue(t, tparams, y, B, s, seed, first_index, prefix, P0, tokens, st);
+    if (snap) free(prefix);
     return rc;
 }
 
