@@ -6,12 +6,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/fastmath.h"
-
 typedef float real;
 #define OP_SUFFIX
 #define CBLAS_GEMM cblas_sgemm
-#define R_EXP dd2_expf /* vectorisable (core/fastmath.h); ~1e-7 relative error */
+#define R_EXP expf
 #define R_TANH tanhf
 /* element-wise loops: one clone per ISA, picked at load time (the build targets baseline x86-64) */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
