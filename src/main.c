@@ -10,6 +10,7 @@
 
 void openblas_set_num_threads(int n);
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/status.h"
 #include "dist/mpi_env.h"
 #include "io/config.h"
@@ -246,6 +247,7 @@ int main(int argc, char **argv) {
     }
     log_blas_choice();
     choose_blas_threads(&env);
+    dd2_signals_install(); /* SIGTERM / SIGUSR1: checkpoint at the next step boundary, exit 0 */
     rc = cmd->stage ? run_stage(cmd, &cli, &env, &st) : cmd->run(&cli, &st);
     return finish(&env, rc, &st, st.collective);
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/rng.h"
 #include "dist/collectives.h"
 #include "io/ckpt.h"
@@ -346,7 +347,16 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         snprintf(head_field, sizeof head_field, ", \"head_only\": %d", head_only);
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
-        if (dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps)) DD2_TRY(save_checkpoint(tr, dir, st));
+        const int due = dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps);
+        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int sig;
+        DD2_TRY(dd2_train_stop_agreed(&sig, st));
+        if (sig && tr->step < tr->steps) {
+            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+            dd2_train_log_end(&lg);
+            dd2_train_stopped("ardiff", sig, (long)tr->step);
+            return DD2_OK;
+        }
     }
     dd2_train_log_end(&lg);
     return save_checkpoint(tr, dir, st);
@@ -364,9 +374,10 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
     rc = dd2_agree(rc, "ardiff", st);
     double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
     if (rc == DD2_OK) rc = run_training(&tr, dir, &final_loss, st);
+    const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     const double train_s = dd2_now() - t0;
-    if (rc == DD2_OK) rc = eval_losses(&tr, &eval_gts, &eval_diff, st);
-    if (rc == DD2_OK) {
+    if (rc == DD2_OK && !stopped) rc = eval_losses(&tr, &eval_gts, &eval_diff, st);
+    if (rc == DD2_OK && !stopped) {
         dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "
                   "diffusion target (mean ||v - v*||^2 / C)", train_s, eval_gts, eval_diff);
         char fields[160];
@@ -374,10 +385,10 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
                  eval_gts, eval_diff, train_s);
         rc = dd2_metrics_append(ctx, "ardiff", (long)tr.step, fields, st);
     }
-    if (rc == DD2_OK && ctx->env->rank == 0)
+    if (rc == DD2_OK && !stopped && ctx->env->rank == 0)
         rc = dd2_ardiff_save(final_path, &tr.a, tr.params, ctx->cfg->ardiff.loss, tr.step, final_loss, st);
     rc = dd2_agree(rc, "ardiff", st);
-    if (rc == DD2_OK) dd2_info0("ardiff: wrote %s", final_path);
+    if (rc == DD2_OK && !stopped) dd2_info0("ardiff: wrote %s", final_path);
     st->collective = 1;
     trainer_free(&tr);
     return rc;

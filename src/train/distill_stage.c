@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/progress.h"
 #include "dist/collectives.h"
 #include "io/ckpt.h"
@@ -624,7 +625,16 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
             memset(&w, 0, sizeof w);
         }
         if (gen_done && tr->eval_on && tr->c[C_GEN_STEP] % eval_every == 0) DD2_TRY(periodic_fid(tr, st));
-        if (dd2_train_ckpt_due(cfg, u, tr->total)) DD2_TRY(save_checkpoint(tr, dir, st));
+        const int due = dd2_train_ckpt_due(cfg, u, tr->total);
+        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int sig;
+        DD2_TRY(dd2_train_stop_agreed(&sig, st));
+        if (sig && u < tr->total) {
+            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+            dd2_train_log_end(&lg);
+            dd2_train_stopped("distill", sig, u);
+            return DD2_OK;
+        }
     }
     dd2_train_log_end(&lg);
     if (tr->eval_on && (tr->c[C_GEN_STEP] % eval_every != 0 || isnan(tr->last_fid))) DD2_TRY(periodic_fid(tr, st));
@@ -645,7 +655,8 @@ int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
     if (rc == DD2_OK) setup_eval(&tr);
     const double t0 = dd2_now();
     if (rc == DD2_OK) rc = run_training(&tr, dir, st);
-    if (rc == DD2_OK) {
+    const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
+    if (rc == DD2_OK && !stopped) {
         const double secs = dd2_now() - t0;
         const double sg = tr.n_guid ? tr.sec_guid / tr.n_guid : NAN, sG = tr.n_gen ? tr.sec_gen / tr.n_gen : NAN;
         dd2_info0("distill: %lld generator updates (%lld skipped), %lld guidance updates (%lld skipped) in %.1fs; "
@@ -659,11 +670,11 @@ int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
         jnum(fields, sizeof fields, "final", 1);
         rc = dd2_metrics_append(ctx, "distill", units(&tr), fields, st);
     }
-    if (rc == DD2_OK && ctx->env->rank == 0)
+    if (rc == DD2_OK && !stopped && ctx->env->rank == 0)
         rc = dd2_generator_save(final_path, &tr.net, tr.gema, tr.c[C_GEN_STEP], ctx->cfg->distill.init,
                                 ctx->cfg->distill.csd.grad, tr.last_fid, st);
     rc = dd2_agree(rc, "distill", st);
-    if (rc == DD2_OK) dd2_info0("distill: wrote %s", final_path);
+    if (rc == DD2_OK && !stopped) dd2_info0("distill: wrote %s", final_path);
     st->collective = 1;
     trainer_free(&tr);
     return rc;

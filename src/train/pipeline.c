@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/signals.h"
 #include "train/ardiff_io.h"
 #include "train/distill_io.h"
 #include "train/fid_stage.h"
@@ -41,6 +42,11 @@ int dd2_stage_pipeline(const dd2_stage_ctx *ctx, dd2_status *st) {
         dd2_info0("pipeline: [%d/%d] %s", i + 1, n, stages[i].name);
         double t0 = dd2_now();
         DD2_TRY_CTX(stages[i].run(&c, st), st, "pipeline stage %s", stages[i].name);
+        if (dd2_stopped()) {
+            dd2_info0("pipeline: stopped during %s on a signal; run the same command again to continue",
+                      stages[i].name);
+            return DD2_OK;
+        }
         dd2_info0("pipeline: [%d/%d] %s finished in %.1fs", i + 1, n, stages[i].name, dd2_now() - t0);
     }
     dd2_info0("pipeline: all stages done in %.1fs; results in %s/eval/table.md, samples in %s/samples/", 

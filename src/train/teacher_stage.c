@@ -21,6 +21,7 @@
 #include "model/optim.h"
 #include "model/params_io.h"
 #include "model/teacher.h"
+#include "core/signals.h"
 #include "train/stages.h"
 #include "train/teacher_io.h"
 #include "train/train_loop.h"
@@ -221,7 +222,16 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         DD2_TRY(dd2_train_check_skip(&lg, skipped, loss, tr->step - 1, tr->skipped, st));
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    NULL, NULL, NULL, st));
-        if (dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps)) DD2_TRY(save_checkpoint(tr, dir, st));
+        const int due = dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps);
+        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int sig;
+        DD2_TRY(dd2_train_stop_agreed(&sig, st));
+        if (sig && tr->step < tr->steps) {
+            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+            dd2_train_log_end(&lg);
+            dd2_train_stopped("teacher", sig, (long)tr->step);
+            return DD2_OK;
+        }
     }
     dd2_train_log_end(&lg);
     return save_checkpoint(tr, dir, st);
@@ -238,6 +248,10 @@ int dd2_stage_teacher(const dd2_stage_ctx *ctx, dd2_status *st) {
     double t0 = dd2_now();
     if (rc == DD2_OK) rc = run_training(&tr, dir, st);
     double bits = NAN;
+    if (rc == DD2_OK && dd2_stopped()) { /* stopped on a signal: the checkpoint is the output */
+        trainer_free(&tr);
+        return DD2_OK;
+    }
     if (rc == DD2_OK) rc = test_nll_bits(&tr, &bits, st);
     if (rc == DD2_OK) {
         dd2_info0("teacher: test NLL %.4f bits/token (%.1f bits/image); trained in %.1fs", bits, bits * tr.data.n,

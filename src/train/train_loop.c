@@ -1,6 +1,8 @@
 /* The shared training-loop pieces; see train_loop.h. */
 #include "train/train_loop.h"
 
+#include "core/signals.h"
+
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -70,4 +72,18 @@ int dd2_agree(int rc, const char *what, dd2_status *st) {
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "%s: another rank failed", what);
     return rc;
+}
+
+int dd2_train_stop_agreed(int *sig, dd2_status *st) {
+    int v = dd2_stop_signal();
+    if (MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "MPI_Allreduce failed while checking for stop signals");
+    *sig = v;
+    return DD2_OK;
+}
+
+void dd2_train_stopped(const char *stage, int sig, long step) {
+    dd2_info0("%s: stopping on %s at step %ld: checkpoint saved; run the same command again to resume", stage,
+              dd2_signal_name(sig), step);
+    dd2_mark_stopped();
 }

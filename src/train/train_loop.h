@@ -55,4 +55,12 @@ int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, doub
  * "<what>: another rank failed". */
 int dd2_agree(int rc, const char *what, dd2_status *st);
 
+/* At a step boundary: *sig = the stop signal if ANY rank received one (MPI_Allreduce MAX over
+ * MPI_COMM_WORLD, so every rank decides the same), else 0 (core/signals.h). */
+int dd2_train_stop_agreed(int *sig, dd2_status *st);
+
+/* After the checkpoint of a stop: log it and mark the run stopped (the stage returns DD2_OK and
+ * writes no final file; the pipeline stops; the driver exits 0). */
+void dd2_train_stopped(const char *stage, int sig, long step);
+
 #endif
