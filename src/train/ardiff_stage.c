@@ -324,6 +324,8 @@ static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
     return DD2_OK;
 }
 
+static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_checkpoint(tr, dir, st); }
+
 static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     DD2_TRY(dd2_check_replicas(tr->params, tr->a.tab.numel, "initial ardiff weights", MPI_COMM_WORLD, st));
@@ -347,14 +349,10 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         snprintf(head_field, sizeof head_field, ", \"head_only\": %d", head_only);
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
-        const int due = dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps);
-        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
-        int sig;
-        DD2_TRY(dd2_train_stop_agreed(&sig, st));
-        if (sig && tr->step < tr->steps) {
-            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int stop;
+        DD2_TRY(dd2_train_boundary(cfg, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
+        if (stop) {
             dd2_train_log_end(&lg);
-            dd2_train_stopped("ardiff", sig, (long)tr->step);
             return DD2_OK;
         }
     }

@@ -556,6 +556,8 @@ typedef struct window { /* metric averages since the last log line */
     int n_guid, n_gen;
 } window;
 
+static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_checkpoint(tr, dir, st); }
+
 static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const size_t numel = tr->net.tab.numel;
@@ -625,14 +627,10 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
             memset(&w, 0, sizeof w);
         }
         if (gen_done && tr->eval_on && tr->c[C_GEN_STEP] % eval_every == 0) DD2_TRY(periodic_fid(tr, st));
-        const int due = dd2_train_ckpt_due(cfg, u, tr->total);
-        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
-        int sig;
-        DD2_TRY(dd2_train_stop_agreed(&sig, st));
-        if (sig && u < tr->total) {
-            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int stop;
+        DD2_TRY(dd2_train_boundary(cfg, "distill", u, tr->total, save_cb, tr, dir, &stop, st));
+        if (stop) {
             dd2_train_log_end(&lg);
-            dd2_train_stopped("distill", sig, u);
             return DD2_OK;
         }
     }

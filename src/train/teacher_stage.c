@@ -206,6 +206,8 @@ static int test_nll_bits(trainer *tr, double *bits, dd2_status *st) {
     return DD2_OK;
 }
 
+static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_checkpoint(tr, dir, st); }
+
 static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     DD2_TRY(dd2_check_replicas(tr->params, tr->t.tab.numel, "initial teacher weights", MPI_COMM_WORLD, st));
@@ -222,14 +224,10 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         DD2_TRY(dd2_train_check_skip(&lg, skipped, loss, tr->step - 1, tr->skipped, st));
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    NULL, NULL, NULL, st));
-        const int due = dd2_train_ckpt_due(cfg, (long)tr->step, tr->steps);
-        if (due) DD2_TRY(save_checkpoint(tr, dir, st));
-        int sig;
-        DD2_TRY(dd2_train_stop_agreed(&sig, st));
-        if (sig && tr->step < tr->steps) {
-            if (!due) DD2_TRY(save_checkpoint(tr, dir, st));
+        int stop;
+        DD2_TRY(dd2_train_boundary(cfg, "teacher", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
+        if (stop) {
             dd2_train_log_end(&lg);
-            dd2_train_stopped("teacher", sig, (long)tr->step);
             return DD2_OK;
         }
     }

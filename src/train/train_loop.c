@@ -87,3 +87,17 @@ void dd2_train_stopped(const char *stage, int sig, long step) {
               dd2_signal_name(sig), step);
     dd2_mark_stopped();
 }
+
+int dd2_train_boundary(const dd2_config *cfg, const char *stage, long u, long total, dd2_train_save_fn save,
+                       void *trainer, const char *dir, int *stop, dd2_status *st) {
+    *stop = 0;
+    const int due = dd2_train_ckpt_due(cfg, u, total);
+    if (due) DD2_TRY(save(trainer, dir, st));
+    int sig;
+    DD2_TRY(dd2_train_stop_agreed(&sig, st));
+    if (!sig || u >= total) return DD2_OK;
+    if (!due) DD2_TRY(save(trainer, dir, st));
+    dd2_train_stopped(stage, sig, u);
+    *stop = 1;
+    return DD2_OK;
+}

@@ -63,4 +63,12 @@ int dd2_train_stop_agreed(int *sig, dd2_status *st);
  * writes no final file; the pipeline stops; the driver exits 0). */
 void dd2_train_stopped(const char *stage, int sig, long step);
 
+/* The end of training step u of total (collective): the periodic checkpoint when due
+ * (dd2_train_ckpt_due), then the agreed stop check; on a stop (before the last step) a checkpoint
+ * is saved if none was just saved, the stop is logged and marked, and *stop = 1 (the caller
+ * ends its loop and returns DD2_OK). save(trainer, dir, st) saves the stage's checkpoint. */
+typedef int (*dd2_train_save_fn)(void *trainer, const char *dir, dd2_status *st);
+int dd2_train_boundary(const dd2_config *cfg, const char *stage, long u, long total, dd2_train_save_fn save,
+                       void *trainer, const char *dir, int *stop, dd2_status *st);
+
 #endif
