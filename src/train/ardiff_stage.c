@@ -364,9 +364,7 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
     trainer tr;
     memset(&tr, 0, sizeof tr);
     char dir[1100], final_path[1200];
-    int rc = dd2_stage_mkdir(ctx, "ardiff", st);
-    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "ardiff", dir, sizeof dir, st);
-    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "ardiff/ardiff.h5", final_path, sizeof final_path, st);
+    int rc = dd2_stage_files(ctx, "ardiff", "ardiff.h5", dir, sizeof dir, final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);

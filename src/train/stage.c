@@ -75,3 +75,12 @@ int dd2_metrics_append(const dd2_stage_ctx *ctx, const char *stage, long step, c
     if (fclose(f) != 0) return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     return DD2_OK;
 }
+
+int dd2_stage_files(const dd2_stage_ctx *ctx, const char *stage, const char *final_name, char *dir, size_t dir_n,
+                    char *final_path, size_t final_n, dd2_status *st) {
+    char rel[256];
+    DD2_TRY(dd2_stage_mkdir(ctx, stage, st));
+    DD2_TRY(dd2_stage_path(ctx, stage, dir, dir_n, st));
+    snprintf(rel, sizeof rel, "%s/%s", stage, final_name);
+    return dd2_stage_path(ctx, rel, final_path, final_n, st);
+}

@@ -38,6 +38,11 @@ int dd2_stage_path(const dd2_stage_ctx *ctx, const char *rel, char *out, size_t 
 /* mkdir -p <run_dir>/<rel> (rank 0 only; call on all ranks, it synchronises). */
 int dd2_stage_mkdir(const dd2_stage_ctx *ctx, const char *rel, dd2_status *st);
 
+/* A training stage's directory: creates <run_dir>/<stage> (collective) and fills dir with its
+ * path and final_path with <run_dir>/<stage>/<final_name>. */
+int dd2_stage_files(const dd2_stage_ctx *ctx, const char *stage, const char *final_name, char *dir, size_t dir_n,
+                    char *final_path, size_t final_n, dd2_status *st);
+
 /* mkdir -p for any path (no MPI). */
 int dd2_mkdir_p(const char *path, dd2_status *st);
 

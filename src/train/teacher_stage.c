@@ -239,9 +239,7 @@ int dd2_stage_teacher(const dd2_stage_ctx *ctx, dd2_status *st) {
     trainer tr;
     memset(&tr, 0, sizeof tr);
     char dir[1100], final_path[1200];
-    int rc = dd2_stage_mkdir(ctx, "teacher", st);
-    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "teacher", dir, sizeof dir, st);
-    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "teacher/teacher.h5", final_path, sizeof final_path, st);
+    int rc = dd2_stage_files(ctx, "teacher", "teacher.h5", dir, sizeof dir, final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
     double t0 = dd2_now();
     if (rc == DD2_OK) rc = run_training(&tr, dir, st);
