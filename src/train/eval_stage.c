@@ -15,6 +15,7 @@
 #include "dist/collectives.h"
 #include "io/atomic_file.h"
 #include "io/h5io.h"
+#include "io/png_io.h"
 #include "model/fid.h"
 #include "train/ardiff_io.h"
 #include "train/distill_io.h"
@@ -114,6 +115,44 @@ static void format_table(const eval_table *tab, char *buf, size_t n) {
                               "comparable with Inception FIDs), %lld generated images against the %lld test images; "
                               "images/s over all ranks, latency on one rank; teacher test NLL %.4f bits/token.\n",
                               100.0 * tab->feat_acc, (long long)tab->n_samples, (long long)tab->n_ref, tab->nll_bits);
+}
+
+/* Side-by-side grid: per class, the first SIDE samples of the teacher and of the one-step
+ * generator, separated by a white column (eval/teacher_vs_onestep.png). */
+#define SIDE 8
+
+static void keep_side(const int32_t *tokens, int64_t N, int K, int n, int32_t *side) {
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < SIDE; j++) {
+            int64_t i = ((int64_t)k * N + K - 1) / K + j; /* first index of class k (labels i·K/N) */
+            if (i >= N) i = N - 1;
+            memcpy(side + ((size_t)k * SIDE + j) * n, tokens + (size_t)i * n, (size_t)n * sizeof(int32_t));
+        }
+}
+
+static int write_side_by_side(const dd2_stage_ctx *ctx, const dd2_token_data *td, const int32_t *left,
+                              const int32_t *right, dd2_status *st) {
+    const int K = ctx->cfg->data.n_classes, cols = 2 * SIDE + 1;
+    const dd2_vq_geom *g = &td->geom;
+    const size_t pix = (size_t)g->image_size * g->image_size * g->channels;
+    float *img = DD2_MALLOC((size_t)K * cols * pix * sizeof(float), st), *one = DD2_MALLOC(SIDE * pix * sizeof(float), st);
+    int rc = (img && one) ? DD2_OK : DD2_ERR_RUNTIME;
+    for (int k = 0; rc == DD2_OK && k < K; k++)
+        for (int half = 0; rc == DD2_OK && half < 2; half++) {
+            rc = dd2_vq_decode_f32(&td->cb, g, (half ? right : left) + (size_t)k * SIDE * td->n, SIDE, one, st);
+            float *dst = img + ((size_t)k * cols + (half ? SIDE + 1 : 0)) * pix;
+            if (rc == DD2_OK) memcpy(dst, one, SIDE * pix * sizeof(float));
+            float *sep = img + ((size_t)k * cols + SIDE) * pix;
+            for (size_t i = 0; i < pix; i++) sep[i] = 1.0f;
+        }
+    char path[1200];
+    if (rc == DD2_OK) rc = dd2_stage_path(ctx, "eval/teacher_vs_onestep.png", path, sizeof path, st);
+    dd2_grid grid = {K, cols, 1, 128, 2, 0};
+    if (rc == DD2_OK) rc = dd2_png_write_grid_f32(path, img, K * cols, g->image_size, g->image_size, g->channels, &grid, st);
+    if (rc == DD2_OK) dd2_info("eval: wrote %s (left: teacher, right: one-step generator; one row per class)", path);
+    free(img);
+    free(one);
+    return rc;
 }
 
 static int write_outputs(const dd2_stage_ctx *ctx, const eval_table *tab, dd2_status *st) {
@@ -248,6 +287,10 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         }
     }
     if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
+    int have_side = 0;
+    const size_t side_n = (size_t)cfg->data.n_classes * SIDE * (size_t)(td.n > 0 ? td.n : 1);
+    int32_t *side_t = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
+    int32_t *side_g = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
     for (int g = 0; rc == DD2_OK && g < n_gens; g++) {
         double seconds = 0.0, lat1 = NAN, lat64 = NAN;
         /* eval draws are keyed apart from `dd2 sample`'s (offset 2^40) */
@@ -257,6 +300,12 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
             rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 1, cfg->data.n_classes, 3, &lat1, st);
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 64, cfg->data.n_classes, 2, &lat64, st);
+            if (rc == DD2_OK && side_t && g == 0) keep_side(tokens, N, cfg->data.n_classes, td.n, side_t);
+            if (rc == DD2_OK && side_g && gens[g].fn == dd2_generator_sample_batch &&
+                ((dd2_generator_sampler *)gens[g].model)->k == 1) {
+                keep_side(tokens, N, cfg->data.n_classes, td.n, side_g);
+                have_side = 1;
+            }
             if (rc == DD2_OK) {
                 eval_row *row = add_row(&tab, gens[g].name, fid, (double)N / seconds, seconds);
                 row->lat1 = lat1;
@@ -268,6 +317,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         if (dd2_allreduce_max_int_idle(&all_g, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
         if (all_g != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all_g, "eval failed on rank 0");
     }
+    if (rc == DD2_OK && ctx->env->rank == 0 && have_side) rc = write_side_by_side(ctx, &td, side_t, side_g, st);
     if (rc == DD2_OK && ctx->env->rank == 0) rc = write_outputs(ctx, &tab, st);
     all = rc;
     if (dd2_allreduce_max_int_idle(&all, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
@@ -277,6 +327,8 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     dd2_featnet_free(&net);
     dd2_teacher_free(&t);
     for (int i = 0; i < n_gsamp; i++) dd2_generator_sampler_free(&gsamp[i]);
+    free(side_t);
+    free(side_g);
     dd2_ardiff_free(&psi);
     dd2_ardiff_free(&gen);
     free(psi_params);

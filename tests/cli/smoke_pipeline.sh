@@ -9,7 +9,7 @@ expect_exit pipeline 0 mpirun -np 2 "$DD2" pipeline configs/fmnist-smoke.yaml --
 for f in config.yaml metrics.jsonl vq/codebook.h5 vq/tokens.h5 vq/recon.png fid/featnet.h5 fid/test_stats.h5 \
          fid/train_stats.h5 teacher/LATEST teacher/teacher.h5 samples/teacher.h5 samples/teacher.png \
          teacher_samples/samples.h5 ardiff/ardiff.h5 distill/generator.h5 distill/LATEST \
-         eval/table.md eval/results.json; do
+         eval/table.md eval/results.json eval/teacher_vs_onestep.png; do
   [ -s "$run/$f" ] && pass "output_$f" || fail "output_$f" "missing or empty: $run/$f"
 done
 for f in vq/tokens.h5 teacher/teacher.h5 fid/test_stats.h5 samples/teacher.h5; do
