@@ -43,25 +43,33 @@ int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K
     return rc;
 }
 
+int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st) {
+    int R;
+    MPI_Comm_size(MPI_COMM_WORLD, &R);
+    int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
+    int rc = (counts && displs) ? DD2_OK : DD2_ERR_RUNTIME;
+    if (rc == DD2_OK && N * (int64_t)per > 0x7fffffff)
+        rc = DD2_FAIL(st, DD2_ERR_INPUT, "generation: %lld samples are too many for one call", (long long)N);
+    for (int k = 0; rc == DD2_OK && k < R; k++) {
+        const int64_t lo = (int64_t)k * N / R, hi = (int64_t)(k + 1) * N / R;
+        counts[k] = (int)((hi - lo) * per);
+        displs[k] = (int)(lo * per);
+    }
+    if (rc == DD2_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, type, buf, counts, displs, type, MPI_COMM_WORLD) != MPI_SUCCESS)
+        rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "MPI_Allgatherv of the generated samples failed");
+    free(counts);
+    free(displs);
+    return rc;
+}
+
 int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, int n, const int32_t *labels,
                  int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
     const int R = ctx->env->size, r = ctx->env->rank, batch = ctx->cfg->sample.batch;
-    int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
     int *y = DD2_MALLOC((size_t)batch * sizeof *y, st);
-    if (!counts || !displs || !y) {
-        free(counts);
-        free(displs);
-        free(y);
-        return DD2_ERR_RUNTIME;
-    }
-    for (int k = 0; k < R; k++) {
-        int64_t lo = (int64_t)k * N / R, hi = (int64_t)(k + 1) * N / R;
-        counts[k] = (int)((hi - lo) * n);
-        displs[k] = (int)(lo * n);
-    }
+    if (!y) return DD2_ERR_RUNTIME;
     const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
     dd2_progress prog;
-    dd2_progress_begin(&prog, "sampling", 0, (long)(hi - lo), 10.0);
+    dd2_progress_begin(&prog, "sampling", 0, (long)(hi - lo > 0 ? hi - lo : 1), 10.0);
     double t0 = dd2_now();
     int rc = DD2_OK;
     for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
@@ -75,14 +83,12 @@ int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, 
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (all == DD2_OK) {
         dd2_progress_end(&prog, NULL);
-        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT32_T, tokens, counts, displs, MPI_INT32_T, MPI_COMM_WORLD);
+        rc = dd2_gather_slices(tokens, N, n, MPI_INT32_T, st);
         MPI_Allreduce(&dt, seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     } else if (rc == DD2_OK) {
         rc = DD2_FAIL(st, all, "sampling failed on another rank");
     }
     st->collective = 1;
-    free(counts);
-    free(displs);
     free(y);
     return rc;
 }

@@ -5,6 +5,8 @@
 #ifndef DD2_TRAIN_GENERATE_H
 #define DD2_TRAIN_GENERATE_H
 
+#include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -25,6 +27,10 @@ typedef int (*dd2_sample_batch_fn)(void *model, const int *y, int B, uint64_t fi
  * Sample i has class labels[i] and index seed_offset + i. Collective. */
 int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, int n, const int32_t *labels,
                  int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st);
+
+/* Gather each rank's contiguous slice [r·N/R, (r+1)·N/R) of `per` elements per sample of buf
+ * [N,per] (MPI datatype `type`) so that every rank holds all of it. Collective. */
+int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st);
 
 /* Latency of one batch of B samples (best of `reps` runs after one warm-up; this rank only). */
 int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K, int reps, double *seconds,

@@ -12,6 +12,7 @@
 #include "model/csd.h"
 #include "model/logits_head.h"
 #include "train/generate.h"
+#include "train/generator_sampler.h"
 
 /* ---- one batch ---------------------------------------------------------------------------------- */
 
@@ -60,7 +61,7 @@ int dd2_fewstep_sample(const dd2_ardiff *G, const float *gparams, dd2_ardiff_wor
     return rc;
 }
 
-/* ---- over all ranks ------------------------------------------------------------------------------ */
+/* ---- over all ranks: the generation engine (train/generate.h) with the generator sampler ---- */
 
 /* Sequences per generator forward at most (the training-style activations hold the attention
  * probabilities: ~2.5 MB per sequence for the default model), whatever sample.batch says. */
@@ -70,67 +71,19 @@ static int generate(const dd2_stage_ctx *ctx, const dd2_ardiff *G, const float *
                     const float *tparams, int k, const int32_t *labels, int64_t N, uint64_t seed_offset,
                     int32_t *tokens, float *q, double *seconds, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
-    const int R = ctx->env->size, r = ctx->env->rank, n = G->n, C = G->C;
-    const int batch = cfg->sample.batch < GEN_MAX_BATCH ? cfg->sample.batch : GEN_MAX_BATCH;
-    const uint64_t seed = (uint64_t)cfg->run.seed;
-    const dd2_sampling s = dd2_sampling_from_config(cfg);
-    const int snap = cfg->sample.snap || cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED;
-    int rc = DD2_OK;
-    if (k < 1 || k > n)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "generator: --steps %d is outside [1, %d] (n = %d tokens)", k, n, n);
-    else if (k > 1 && (!t || !tparams)) rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "few-step sampling needs the teacher");
-    else if (N * (int64_t)n * (q ? C : 1) > 0x7fffffff)
-        rc = DD2_FAIL(st, DD2_ERR_INPUT, "generator: %lld samples are too many for one call", (long long)N);
+    const int cap = cfg->sample.batch < GEN_MAX_BATCH ? cfg->sample.batch : GEN_MAX_BATCH;
+    dd2_generator_sampler gs;
+    int rc = dd2_generator_sampler_init(&gs, G, gparams, t, tparams, cfg, k, cap, st);
     if (rc != DD2_OK) {
         st->collective = 1; /* every rank sees the same arguments */
         return rc;
     }
-    int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
-    int *y = DD2_MALLOC((size_t)batch * sizeof *y, st);
-    dd2_ardiff_work w;
-    memset(&w, 0, sizeof w);
-    rc = (counts && displs && y) ? DD2_OK : DD2_ERR_RUNTIME;
-    if (rc == DD2_OK) rc = dd2_ardiff_work_alloc(&w, G, batch, 1, st);
-    for (int j = 0; rc == DD2_OK && j < R; j++) {
-        const int64_t lo = (int64_t)j * N / R, hi = (int64_t)(j + 1) * N / R;
-        counts[j] = (int)((hi - lo) * n);
-        displs[j] = (int)(lo * n);
-    }
-    const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
-    dd2_progress prog;
-    dd2_progress_begin(&prog, k == 1 ? "generator sampling" : "few-step sampling", 0, (long)(hi - lo > 0 ? hi - lo : 1),
-                       10.0);
-    const double t0 = dd2_now();
-    for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
-        const int b = (int)(hi - i < batch ? hi - i : batch);
-        for (int j = 0; j < b; j++) y[j] = labels[i + j];
-        if (k == 1)
-            rc = dd2_generator_sample(G, gparams, &w, y, b, seed, seed_offset + (uint64_t)i, tokens + i * n,
-                                      q ? q + i * n * C : NULL, st);
-        else
-            rc = dd2_fewstep_sample(G, gparams, &w, t, tparams, &s, k, snap, y, b, seed, seed_offset + (uint64_t)i,
-                                    tokens + i * n, st);
-        dd2_progress_update(&prog, (long)(i + b - lo), NULL);
-    }
-    const double dt = dd2_now() - t0;
-    int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (all == DD2_OK) {
-        dd2_progress_end(&prog, NULL);
-        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT32_T, tokens, counts, displs, MPI_INT32_T, MPI_COMM_WORLD);
-        if (q) {
-            for (int j = 0; j < R; j++) counts[j] *= C, displs[j] *= C;
-            MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, q, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
-        }
-        MPI_Allreduce(&dt, seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    } else if (rc == DD2_OK) {
-        rc = DD2_FAIL(st, all, "generator sampling failed on another rank");
-    }
+    gs.q = q;
+    gs.q_first = seed_offset;
+    rc = dd2_generate(ctx, dd2_generator_sample_batch, &gs, G->n, labels, N, seed_offset, tokens, seconds, st);
+    if (rc == DD2_OK && q) rc = dd2_gather_slices(q, N, G->n * G->C, MPI_FLOAT, st);
     st->collective = 1;
-    dd2_ardiff_work_free(&w);
-    free(counts);
-    free(displs);
-    free(y);
+    dd2_generator_sampler_free(&gs);
     return rc;
 }
 

@@ -12,7 +12,7 @@ int dd2_generator_sampler_init(dd2_generator_sampler *g, const dd2_ardiff *G, co
     if (k > 1 && !t) return DD2_FAIL(st, DD2_ERR_RUNTIME, "few-step sampling needs the teacher");
     *g = (dd2_generator_sampler){G, gparams, t, tparams, dd2_sampling_from_config(cfg), k,
                                  cfg->sample.snap || cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED,
-                                 (uint64_t)cfg->run.seed, cap, {0}};
+                                 (uint64_t)cfg->run.seed, cap, {0}, NULL, 0};
     return dd2_ardiff_work_alloc(&g->w, G, cap, 1, st);
 }
 
@@ -26,8 +26,9 @@ int dd2_generator_sample_batch(void *model, const int *y, int B, uint64_t first_
     for (int b0 = 0; b0 < B; b0 += g->cap) {
         int b = B - b0 < g->cap ? B - b0 : g->cap;
         int32_t *tok = tokens + (size_t)b0 * g->G->bb.dims.n;
+        float *q = g->q ? g->q + (first_index + b0 - g->q_first) * (size_t)g->G->n * g->G->C : NULL;
         int rc = g->k == 1 ? dd2_generator_sample(g->G, g->gparams, &g->w, y + b0, b, g->seed, first_index + b0, tok,
-                                                  NULL, st)
+                                                  q, st)
                            : dd2_fewstep_sample(g->G, g->gparams, &g->w, g->t, g->tparams, &g->s, g->k, g->snap, y + b0,
                                                 b, g->seed, first_index + b0, tok, st);
         if (rc != DD2_OK) return rc;

@@ -18,6 +18,8 @@ typedef struct dd2_generator_sampler {
     uint64_t seed;
     int cap;                 /* batch capacity of w */
     dd2_ardiff_work w;
+    float *q;                /* optional (k = 1): continuous outputs [N,n,C] of sample index i - q_first */
+    uint64_t q_first;
 } dd2_generator_sampler;
 
 /* Work space for batches of up to `cap` samples; the teacher may be NULL when k == 1. */
