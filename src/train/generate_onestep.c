@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "model/csd.h"
 #include "model/logits_head.h"

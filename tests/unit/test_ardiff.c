@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "model/ardiff.h"
 #include "model/logits_head.h"
+#include "random_params.h"
 #include "test_util.h"
 
 static dd2_rng g_rng;
@@ -19,18 +20,7 @@ static double urand(void) { return 2.0 * dd2_rng_uniform(&g_rng) - 1.0; } /* U(-
 static void random_params(const dd2_param_table *tab, float *p) {
     for (int i = 0; i < tab->n; i++) {
         const dd2_tensor_info *t = &tab->t[i];
-        for (size_t j = 0; j < t->numel; j++) {
-            double u = urand(), v;
-            if (strstr(t->name, "cls_emb"))
-                v = u;
-            else if (t->ndim == 2)
-                v = u * sqrt(3.0 / (double)t->shape[1]);
-            else if (t->init == DD2_INIT_ONES)
-                v = 1 + 0.2 * u;
-            else
-                v = 0.3 * u;
-            p[t->offset + j] = (float)v;
-        }
+        for (size_t j = 0; j < t->numel; j++) p[t->offset + j] = random_param_value(t, urand());
     }
 }
 

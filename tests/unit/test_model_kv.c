@@ -9,6 +9,7 @@
 #include "model/backbone.h"
 #include "model/nets_f64.h"
 #include "model/params.h"
+#include "random_params.h"
 
 #define B_USE 3
 #define B_CAP 4
@@ -20,18 +21,7 @@
 static void random_params(const dd2_param_table *tab, double *p) {
     for (int i = 0; i < tab->n; i++) {
         const dd2_tensor_info *t = &tab->t[i];
-        for (size_t j = 0; j < t->numel; j++) {
-            double u = gc_uniform(), v;
-            if (strstr(t->name, "cls_emb"))
-                v = u;
-            else if (t->ndim == 2)
-                v = u * sqrt(3.0 / (double)t->shape[1]);
-            else if (t->init == DD2_INIT_ONES)
-                v = 1 + 0.2 * u;
-            else
-                v = 0.3 * u;
-            p[t->offset + j] = (float)v;
-        }
+        for (size_t j = 0; j < t->numel; j++) p[t->offset + j] = random_param_value(t, gc_uniform());
     }
 }
 
