@@ -200,6 +200,7 @@ typedef struct dd2_config {
     } checkpoint;
     struct {
         int teacher_ranks;
+        bool overlap;
         int max_bad_steps;
         int transport;     /* enum dd2_transport */
         bool zero1;

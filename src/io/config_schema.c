@@ -199,7 +199,8 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_ENUM("checkpoint.resume", checkpoint.resume, resume_names, "auto", "resume from LATEST when present, or always start fresh"),
 
     /* dist */
-    K_INT("dist.teacher_ranks", dist.teacher_ranks, 0, 1048576, "0", "MPI ranks serving teacher scores (0: each learner computes its own)"),
+    K_INT("dist.teacher_ranks", dist.teacher_ranks, 0, 1048576, "0", "MPI ranks serving teacher scores, the last ranks (0: each learner computes its own)"),
+    K_BOOL("dist.overlap", dist.overlap, "true", "learners do the guidance updates while the teacher scores the generator batch"),
     K_INT("dist.max_bad_steps", dist.max_bad_steps, 1, IMAX, "10", "stop after this many NaN/Inf steps in a row"),
     K_ENUM("dist.transport", dist.transport, transport_names, "auto", "score stream and all-reduce: NCCL in CUDA builds, MPI otherwise (auto)"),
     K_BOOL("dist.zero1", dist.zero1, "false", "shard the optimizer state among learners (ZeRO-1)"),

@@ -62,20 +62,16 @@ int dd2_csd_work_alloc(dd2_csd_work *w, int B, int n, int C, int m, int sid, dd2
     w->B = B, w->n = n, w->C = C, w->m = m, w->sid = sid;
     w->P = B * n * m;
     const size_t PC = (size_t)w->P * (size_t)C;
-    w->x_t = DD2_MALLOC(PC * sizeof(float), st);
-    w->a = DD2_MALLOC(PC * sizeof(float), st);
     w->v = DD2_MALLOC(PC * sizeof(float), st);
     w->bp = DD2_MALLOC(PC * sizeof(float), st);
     w->omega = DD2_MALLOC((size_t)B * sizeof(float), st);
     w->absdiff = DD2_MALLOC((size_t)B * sizeof(double), st);
-    w->row = DD2_MALLOC((size_t)w->P * sizeof(int), st);
-    int ok = w->x_t && w->a && w->v && w->bp && w->omega && w->absdiff && w->row;
+    int ok = w->v && w->bp && w->omega && w->absdiff;
     if (ok && sid) {
-        w->cov = DD2_MALLOC(PC * (size_t)C * sizeof(float), st);
         w->gA = DD2_MALLOC(PC * sizeof(float), st);
         w->gB = DD2_MALLOC(PC * sizeof(float), st);
         w->gx = DD2_MALLOC(PC * sizeof(float), st);
-        ok = w->cov && w->gA && w->gB && w->gx;
+        ok = w->gA && w->gB && w->gx;
     }
     if (!ok) {
         dd2_csd_work_free(w);
@@ -85,9 +81,6 @@ int dd2_csd_work_alloc(dd2_csd_work *w, int B, int n, int C, int m, int sid, dd2
 }
 
 void dd2_csd_work_free(dd2_csd_work *w) {
-    free(w->x_t);
-    free(w->a);
-    free(w->cov);
     free(w->v);
     free(w->bp);
     free(w->gB);
@@ -95,36 +88,34 @@ void dd2_csd_work_free(dd2_csd_work *w) {
     free(w->gA);
     free(w->omega);
     free(w->absdiff);
-    free(w->row);
     memset(w, 0, sizeof *w);
 }
 
+void dd2_csd_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C, float *x_t) {
+    const size_t P = (size_t)B * n * m;
+    for (size_t p = 0; p < P; p++) {
+        const size_t r = p / (size_t)m;
+        const float tp = t[p];
+        for (int c = 0; c < C; c++) x_t[p * C + c] = (1.0f - tp) * q[r * C + c] + tp * eps[p * C + c];
+    }
+}
+
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,
-                              const dd2_mixture *mx, const float *logp, const float *q, const int *y,
-                              const float *t, const float *eps, int B, int m, const dd2_csd_opts *o, float scale,
-                              float *dq, dd2_csd_stats *stats) {
+                              const float *a_all, const float *cov, const float *q, const int *y, const float *t,
+                              const float *x_t, int B, int m, const dd2_csd_opts *o, float scale, float *dq,
+                              dd2_csd_stats *stats) {
     const int n = psi->n, C = psi->C, d = psi->d;
     const size_t P = (size_t)B * n * m;
     const int sid = o->grad == DD2_CSD_GRAD_SID;
     const double alpha = o->alpha;
 
-    /* noised points */
-    for (size_t p = 0; p < P; p++) {
-        const size_t r = p / (size_t)m;
-        const float tp = t[p];
-        w->row[p] = (int)r;
-        for (int c = 0; c < C; c++)
-            w->x_t[p * C + c] = (1.0f - tp) * q[r * C + c] + tp * eps[p * C + c];
-    }
-    /* teacher x0-prediction (and covariance for the Jacobian) */
-    dd2_mixture_posterior(mx, logp, w->row, w->x_t, t, P, w->a, sid ? w->cov : NULL);
     /* guidance x0-prediction: backbone on the detached prefix, head on every point */
     dd2_backbone_forward(&psi->bb, pparams, &pw->bacts, q, y, B, pw->f);
     for (size_t p = 0; p < P; p++)
         memcpy(pw->cond + p * d, pw->f + (p / (size_t)m) * d, (size_t)d * sizeof(float));
-    dd2_mlp_head_forward(&psi->head, pparams, &pw->hacts, w->x_t, t, pw->cond, (int)P, w->v);
+    dd2_mlp_head_forward(&psi->head, pparams, &pw->hacts, x_t, t, pw->cond, (int)P, w->v);
     for (size_t p = 0; p < P; p++)
-        for (int c = 0; c < C; c++) w->bp[p * C + c] = w->x_t[p * C + c] - t[p] * w->v[p * C + c];
+        for (int c = 0; c < C; c++) w->bp[p * C + c] = x_t[p * C + c] - t[p] * w->v[p * C + c];
 
     /* ω per sequence: 1 / max(mean |q − a|, floor) over its n·m·C elements */
     double omega_sum = 0.0, absdiff_sum = 0.0;
@@ -133,7 +124,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
         double s = 0.0;
         for (size_t p = (size_t)b * per_seq; p < (size_t)(b + 1) * per_seq; p++) {
             const size_t r = p / (size_t)m;
-            for (int c = 0; c < C; c++) s += fabs((double)q[r * C + c] - w->a[p * C + c]);
+            for (int c = 0; c < C; c++) s += fabs((double)q[r * C + c] - a_all[p * C + c]);
         }
         const double mean = s / ((double)per_seq * C);
         w->absdiff[b] = mean;
@@ -149,7 +140,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
         const size_t r = p / (size_t)m;
         const int i = (int)(r % (size_t)n);
         const double om = w->omega[r / (size_t)n], wi = dd2_csd_pos_weight(o, i, n), wgt = om * wi;
-        const float *a = w->a + p * C, *bp = w->bp + p * C, *qi = q + r * C;
+        const float *a = a_all + p * C, *bp = w->bp + p * C, *qi = q + r * C;
         double dot = 0.0, sq = 0.0;
         for (int c = 0; c < C; c++) {
             const double ab = (double)a[c] - bp[c];
@@ -170,7 +161,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
         /* gx = J_Φᵀ A + Bg − t (∂v_ψ/∂x_t)ᵀ Bg; then dq_i += scale (1−t) gx */
         const size_t PC = P * (size_t)C;
         memcpy(w->gx, w->gB, PC * sizeof(float));
-        dd2_mixture_jt_apply(w->cov, t, w->gA, P, C, w->gx);
+        dd2_mixture_jt_apply(cov, t, w->gA, P, C, w->gx);
         for (size_t p = 0; p < P; p++)
             for (int c = 0; c < C; c++) w->gB[p * C + c] *= -t[p]; /* the head's dv */
         dd2_mlp_head_backward(&psi->head, pparams, NULL, &pw->hacts, w->gB, w->gx, NULL, (int)P);

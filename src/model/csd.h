@@ -98,10 +98,7 @@ typedef struct dd2_csd_opts {
 /* Work for up to B sequences and m draws (P = B·n·m points). All arrays are exposed for tests
  * and logging; after dd2_csd_generator_loss they hold that call's values. */
 typedef struct dd2_csd_work {
-    int B, m, P, n, C, sid; /* capacity; sid: cov and the Jacobian buffers are allocated */
-    float *x_t;   /* [P,C] noised points */
-    float *a;     /* [P,C] teacher x0-prediction μ_Φ */
-    float *cov;   /* [P,C,C] teacher posterior covariance (sid only) */
+    int B, m, P, n, C, sid; /* capacity; sid: the Jacobian buffers are allocated */
     float *v;     /* [P,C] guidance velocity v_ψ */
     float *bp;    /* [P,C] guidance x0-prediction x_t − t v_ψ */
     float *gB;    /* [P,C] Bg = ∂ℓ/∂bp (sid), then the head's dv = −t·Bg */
@@ -110,7 +107,6 @@ typedef struct dd2_csd_work {
     float *gA;    /* [P,C] A = ∂ℓ/∂a (sid) */
     float *omega; /* [B] ω per sequence */
     double *absdiff; /* [B] mean |q − a| per sequence */
-    int *row;     /* [P] p / m */
 } dd2_csd_work;
 
 int dd2_csd_work_alloc(dd2_csd_work *w, int B, int n, int C, int m, int sid, dd2_status *st);
@@ -123,18 +119,23 @@ typedef struct dd2_csd_stats {
     double absdiff; /* Σ_b mean |q − a| of sequence b */
 } dd2_csd_stats;
 
+/* The noised points of the CSD losses: x_t [P,C] = (1 − t) q_i + t ε' for the P = B·n·m points
+ * p = (b·n + i)·m + j, from q [B,n,C], t [P], eps [P,C]. */
+void dd2_csd_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C, float *x_t);
+
 /* The CSD generator loss of B sequences (see the top). Inputs: q [B,n,C] generator samples,
- * y [B] classes, logp [B·n, V] the teacher's log-probabilities at every position of q
- * (dd2_ardiff_teacher_logp, or any table: the loss only reads it) with mx the codebook's
- * mixture, draws t [B·n·m] in (0,1], eps [B·n·m, C]. psi/pparams: the guidance network (read
- * only); pw: its work (dd2_ardiff_work_alloc(pw, psi, Bcap, m); backbone and head activations,
- * f and cond are overwritten). w: dd2_csd_work (sid must be set for the sid modes).
+ * y [B] classes, draws t [P] in (0,1] and the noised points x_t [P,C] (dd2_csd_noised_points),
+ * the teacher's answer for them (the score service, dist/score_service.h): a [P,C] = μ_Φ(x_t,
+ * t | q_<i) and, for sid, cov [P,C,C] its posterior covariance (NULL for dmd).
+ * psi/pparams: the guidance network (read only); pw: its work (dd2_ardiff_work_alloc(pw, psi,
+ * Bcap, m); backbone and head activations, f and cond are overwritten). w: dd2_csd_work (sid
+ * must be set for the sid mode).
  * Outputs: dq [B,n,C] = scale · (the gradient of Σ_p ℓ_p into q of the chosen mode), written
  * with =; *stats (may be NULL) = the sums above. Returns Σ_p ℓ_p (not scaled). */
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,
-                              const dd2_mixture *mx, const float *logp, const float *q, const int *y,
-                              const float *t, const float *eps, int B, int m, const dd2_csd_opts *o, float scale,
-                              float *dq, dd2_csd_stats *stats);
+                              const float *a, const float *cov, const float *q, const int *y, const float *t,
+                              const float *x_t, int B, int m, const dd2_csd_opts *o, float scale, float *dq,
+                              dd2_csd_stats *stats);
 
 /* The position weight w_i for position i of n. */
 static inline float dd2_csd_pos_weight(const dd2_csd_opts *o, int i, int n) {

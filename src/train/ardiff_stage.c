@@ -350,7 +350,7 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
         int stop;
-        DD2_TRY(dd2_train_boundary(cfg, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
+        DD2_TRY(dd2_train_boundary(cfg, MPI_COMM_WORLD, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
         if (stop) {
             dd2_train_log_end(&lg);
             return DD2_OK;

@@ -29,6 +29,9 @@
 #include "core/signals.h"
 #include "core/progress.h"
 #include "dist/collectives.h"
+#include "dist/roles.h"
+#include "dist/score_link.h"
+#include "dist/score_service.h"
 #include "io/ckpt.h"
 #include "model/csd.h"
 #include "model/fid.h"
@@ -45,8 +48,6 @@
 #ifndef DD2_GIT_REV
 #define DD2_GIT_REV "unknown"
 #endif
-
-#define TEACHER_CHUNK 8 /* sequences per teacher forward (x2 rows with guidance) */
 
 /* counters saved in the checkpoint */
 enum {
@@ -65,24 +66,26 @@ static const char *const counter_names[N_COUNTERS] = {
     "distill/guid_updates", "distill/guid_skipped", "distill/batches",   "distill/align_step"};
 
 typedef struct trainer {
-    const dd2_stage_ctx *ctx;
+    const dd2_stage_ctx *ctx;    /* ctx->comm: the learners */
     const dd2_config *cfg;
+    MPI_Comm comm;               /* the learners (every rank when colocated) */
+    int rank, size;              /* in comm */
     dd2_token_data td;
-    dd2_teacher t;
+    dd2_teacher t;               /* colocated only: this learner's own teacher-score service */
     float *tparams;
-    dd2_teacher_work tw;
-    dd2_mixture mx;
-    dd2_sampling samp;
+    dd2_score_server srv;
+    dd2_score_link link;         /* to the teacher-score service (local or MPI) */
+    dd2_score_msg req;           /* the generator batch: q, y, x_t, t (the request in flight) */
     dd2_ardiff net;              /* offsets of G and of ψ (same architecture and layout) */
-    dd2_ardiff_work gw, pw;      /* generator (1 draw) and guidance (m draws) work */
+    dd2_ardiff_work gw, gw2, pw; /* G on the generator batch (kept for its backward), G on the guidance
+                                    batches, guidance (m draws) */
     dd2_csd_work cw;
     float *gp, *gg, *gm, *gv, *gema; /* G: params, grads, Adam m and v, EMA */
     float *pp, *pg, *pm, *pv;        /* ψ */
     uint8_t *decay_mask;
-    float *eps, *q, *xq, *dq;    /* [bl,n,C] */
-    float *logp;                 /* [bl·n, V] */
+    float *eps, *q, *dq;         /* [bl,n,C] */
+    float *gdraw;                /* [bl·n·m, C] the generator batch's draws ε' */
     int *y;                      /* [bl] */
-    int32_t *idx;                /* [bl·n] nearest codes (teacher.input: quantized) */
     int B, lo, hi, bl, m, K;     /* global batch, this rank's slice, its size, draws, guidance updates */
     long steps, total;           /* generator updates; units including the alignment phase */
     int align_on;
@@ -101,20 +104,21 @@ typedef struct trainer {
 static void trainer_free(trainer *tr) {
     dd2_csd_work_free(&tr->cw);
     dd2_ardiff_work_free(&tr->gw);
+    dd2_ardiff_work_free(&tr->gw2);
     dd2_ardiff_work_free(&tr->pw);
     dd2_ardiff_free(&tr->net);
-    dd2_teacher_work_free(&tr->tw);
+    dd2_score_msg_free(&tr->req);
+    dd2_score_msg_free(&tr->link.rep);
+    dd2_score_server_free(&tr->srv);
     dd2_teacher_free(&tr->t);
-    dd2_mixture_free(&tr->mx);
     dd2_token_data_free(&tr->td);
     dd2_featnet_free(&tr->featnet);
     dd2_fid_stats_free(&tr->ref);
     float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
-                     tr->eps, tr->q, tr->xq, tr->dq, tr->logp};
+                     tr->eps, tr->q, tr->dq, tr->gdraw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(tr->decay_mask);
     free(tr->y);
-    free(tr->idx);
 }
 
 static const char *init_name(int init) {
@@ -156,7 +160,7 @@ static int init_generator(trainer *tr, dd2_status *st) {
 static void setup_eval(trainer *tr) {
     const dd2_config *cfg = tr->cfg;
     int on = cfg->distill.eval_every > 0;
-    if (on && tr->ctx->env->rank == 0) {
+    if (on && tr->rank == 0) {
         char path[1100], why[1300] = "";
         dd2_status st2;
         dd2_status_clear(&st2);
@@ -177,33 +181,37 @@ static void setup_eval(trainer *tr) {
             on = 0;
         }
     }
-    MPI_Bcast(&on, 1, MPI_INT, 0, MPI_COMM_WORLD); /* rank 0 decides */
+    MPI_Bcast(&on, 1, MPI_INT, 0, tr->comm); /* rank 0 decides */
     tr->eval_on = on;
 }
 
-static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) {
+/* A learner's setup. ctx->comm is the learners' communicator; `worker` is the world rank of its
+ * teacher-score worker, or −1 for the colocated service. */
+static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, int worker, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
     tr->ctx = ctx;
     tr->cfg = cfg;
+    tr->comm = ctx->comm;
+    MPI_Comm_rank(tr->comm, &tr->rank);
+    MPI_Comm_size(tr->comm, &tr->size);
     DD2_TRY(dd2_token_data_load(ctx, &tr->td, st));
     const dd2_token_data *d = &tr->td;
-    DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
+    const int need_teacher = worker < 0 || cfg->distill.init == DD2_DISTILL_INIT_TEACHER;
+    if (need_teacher) DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
     DD2_TRY(dd2_ardiff_init(&tr->net, cfg, &d->cb, d->gh, d->gw, st));
-    DD2_TRY(dd2_mixture_init(&tr->mx, d->cb.c, d->cb.codes, d->cb.dim, st));
-    tr->samp = dd2_sampling_from_config(cfg);
-    const int R = ctx->env->size, r = ctx->env->rank;
+    const int R = tr->size, r = tr->rank;
     tr->B = cfg->distill.batch;
     tr->m = cfg->distill.m;
     tr->K = cfg->distill.k;
     if (tr->B < R)
-        return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of ranks (%d)", tr->B, R);
+        return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of learners (%d)", tr->B, R);
     tr->lo = (int)((int64_t)r * tr->B / R);
     tr->hi = (int)((int64_t)(r + 1) * tr->B / R);
     tr->bl = tr->hi - tr->lo;
     tr->steps = cfg->distill.steps;
     tr->align_on = cfg->distill.align.after > 0 && cfg->distill.align.after < tr->steps && cfg->distill.align.steps > 0;
     tr->total = tr->steps + (tr->align_on ? cfg->distill.align.steps : 0);
-    const int bl = tr->bl, n = d->n, C = d->cb.dim, V = d->cb.codes;
+    const int bl = tr->bl, n = d->n, C = d->cb.dim;
     const size_t numel = tr->net.tab.numel, seq = (size_t)bl * n * C;
     tr->gp = DD2_MALLOC(numel * sizeof(float), st);
     tr->gema = DD2_MALLOC(numel * sizeof(float), st);
@@ -217,20 +225,28 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) 
     tr->decay_mask = dd2_ptable_decay_mask(&tr->net.tab, st);
     tr->eps = DD2_MALLOC(seq * sizeof(float), st);
     tr->q = DD2_MALLOC(seq * sizeof(float), st);
-    tr->xq = DD2_MALLOC(seq * sizeof(float), st);
     tr->dq = DD2_MALLOC(seq * sizeof(float), st);
-    tr->logp = DD2_MALLOC((size_t)bl * n * V * sizeof(float), st);
+    tr->gdraw = DD2_MALLOC(seq * (size_t)tr->m * sizeof(float), st);
     tr->y = DD2_MALLOC((size_t)bl * sizeof(int), st);
-    tr->idx = DD2_MALLOC((size_t)bl * n * sizeof(int32_t), st);
     if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
-        !tr->decay_mask || !tr->eps || !tr->q || !tr->xq || !tr->dq || !tr->logp || !tr->y || !tr->idx)
+        !tr->decay_mask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
         return DD2_ERR_RUNTIME;
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->net, bl, 1, st));
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw2, &tr->net, bl, 1, st));
     DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->net, bl, tr->m, st));
     DD2_TRY(dd2_csd_work_alloc(&tr->cw, bl, n, C, tr->m, cfg->distill.csd.grad == DD2_CSD_GRAD_SID, st));
-    const int chunk = bl < TEACHER_CHUNK ? bl : TEACHER_CHUNK;
-    DD2_TRY(dd2_teacher_work_alloc(&tr->tw, &tr->t, tr->samp.cfg_scale != 1.0f ? 2 * chunk : chunk, st));
     DD2_TRY(init_generator(tr, st));
+    if (worker < 0) {
+        const dd2_sampling samp = dd2_sampling_from_config(cfg);
+        DD2_TRY(dd2_score_server_init(&tr->srv, &tr->t, tr->tparams, &d->cb, &samp,
+                                      cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED, st));
+        dd2_score_link_local(&tr->link, &tr->srv);
+    } else {
+        dd2_teacher_free(&tr->t); /* init: teacher needed it only for the weights */
+        free(tr->tparams);
+        tr->tparams = NULL;
+        dd2_score_link_mpi(&tr->link, MPI_COMM_WORLD, worker);
+    }
     memcpy(tr->pp, tr->gp, numel * sizeof(float));
     memcpy(tr->gema, tr->gp, numel * sizeof(float));
     tr->gen_sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->distill.lr_gen, 0.0, cfg->distill.gen_warmup_from,
@@ -242,15 +258,16 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) 
     return DD2_OK;
 }
 
-/* Noise, classes and per-point draws of this rank's slice of global batch number g. */
-static void draw_batch(trainer *tr, int64_t g) {
+/* Noise eps [bl,n,C], classes y [bl] and per-point draws t [bl·n·m], epsd [bl·n·m, C] of this
+ * rank's slice of global batch number g. */
+static void draw_batch(trainer *tr, int64_t g, float *eps, int *y, float *t, float *epsd) {
     const dd2_config *cfg = tr->cfg;
     const uint64_t seed = (uint64_t)cfg->run.seed, slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
     const int n = tr->td.n, C = tr->td.cb.dim;
-    dd2_csd_noise(seed, slot0, tr->bl, n, C, tr->eps);
-    dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, tr->y);
+    dd2_csd_noise(seed, slot0, tr->bl, n, C, eps);
+    dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
     dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, tr->m, C, (float)cfg->distill.t_min,
-                    (float)cfg->distill.t_max, tr->pw.t, tr->pw.eps);
+                    (float)cfg->distill.t_max, t, epsd);
 }
 
 /* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */
@@ -284,13 +301,13 @@ static void apply_update(trainer *tr, float *p, float *g, float *m, float *v, do
 static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd2_status *st) {
     const size_t numel = tr->net.tab.numel;
     const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
-    draw_batch(tr, tr->c[C_BATCHES]++);
-    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+    draw_batch(tr, tr->c[C_BATCHES]++, tr->eps, tr->y, tr->pw.t, tr->pw.eps);
+    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw2, tr->eps, tr->y, tr->bl, tr->q);
     memset(tr->pg, 0, numel * sizeof(float));
     double sum = dd2_csd_guidance_loss(&tr->net, tr->pp, tr->pg, &tr->pw, tr->q, tr->y, tr->pw.t, tr->pw.eps, tr->bl,
                                        tr->m, (float)(1.0 / points));
-    DD2_TRY(dd2_allreduce_sum_f32(tr->pg, numel, MPI_COMM_WORLD, st));
-    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f32(tr->pg, numel, tr->comm, st));
+    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
     apply_update(tr, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
                  &tr->c[C_GUID_SKIPPED], gnorm, skipped);
@@ -300,30 +317,42 @@ static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped,
     return DD2_OK;
 }
 
-/* One generator update on a fresh batch, then the EMA. out[0] = mean loss per point, out[1] =
- * mean ω, out[2] = mean |q − a| (over the global batch). */
-static int generator_step(trainer *tr, double out[3], double *gnorm, int *skipped, dd2_status *st) {
+/* The generator update is split around the guidance updates so the teacher's work overlaps them
+ * (docs/distributed.md): generator_post draws global batch number g (the one after the
+ * iteration's guidance batches), runs G on it (its activations stay in gw for the backward:
+ * the guidance updates do not change G) and posts the score request; generator_finish waits for
+ * the teacher's answer, takes the CSD gradient with ψ as it is then, and updates G and its EMA.
+ * The result does not depend on when the request is answered. */
+static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
+    const double t0 = dd2_now();
+    const int n = tr->td.n, C = tr->td.cb.dim, sid = tr->cfg->distill.csd.grad == DD2_CSD_GRAD_SID;
+    DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, sid ? DD2_SCORE_WANT_COV : 0, tr->bl, n, C, tr->m, 0, st));
+    const dd2_score_req_view r = dd2_score_req_of(&tr->req);
+    draw_batch(tr, g, tr->eps, r.y, r.t, tr->gdraw);
+    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
+    dd2_csd_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
+    DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
+    tr->sec_gen += dd2_now() - t0;
+    return DD2_OK;
+}
+
+/* out[0] = mean loss per point, out[1] = mean ω, out[2] = mean |q − a| (over the global batch). */
+static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skipped, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const size_t numel = tr->net.tab.numel;
-    const int n = tr->td.n;
-    const double points = (double)tr->B * n * tr->m, t0 = dd2_now();
-    draw_batch(tr, tr->c[C_BATCHES]++);
-    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
-    const float *xt = tr->q; /* what the teacher reads */
-    if (cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED) {
-        DD2_TRY(dd2_vq_nearest(&tr->td.cb, tr->q, (size_t)tr->bl * n, tr->idx, NULL, st));
-        DD2_TRY(dd2_vq_lookup(&tr->td.cb, tr->idx, (size_t)tr->bl * n, tr->xq, st));
-        xt = tr->xq;
-    }
-    DD2_TRY(dd2_ardiff_teacher_logp(&tr->t, tr->tparams, &tr->tw, &tr->samp, xt, tr->y, tr->bl, tr->logp, st));
+    const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
+    const dd2_score_msg *rep;
+    DD2_TRY(dd2_score_link_wait(&tr->link, DD2_SCORE_REP, &rep, st));
+    const dd2_score_req_view r = dd2_score_req_of(&tr->req);
+    const dd2_score_rep_view a = dd2_score_rep_of(rep);
     dd2_csd_stats s;
-    dd2_csd_generator_loss(&tr->net, tr->pp, &tr->pw, &tr->cw, &tr->mx, tr->logp, tr->q, tr->y, tr->pw.t, tr->pw.eps,
-                           tr->bl, tr->m, &tr->opts, (float)(1.0 / points), tr->dq, &s);
+    dd2_csd_generator_loss(&tr->net, tr->pp, &tr->pw, &tr->cw, a.mu, a.cov, r.q, r.y, r.t, r.x, tr->bl, tr->m,
+                           &tr->opts, (float)(1.0 / points), tr->dq, &s);
     memset(tr->gg, 0, numel * sizeof(float));
     dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     double sums[3] = {s.loss, s.omega, s.absdiff};
-    DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, MPI_COMM_WORLD, st));
-    DD2_TRY(dd2_allreduce_sum_f64(sums, 3, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st));
+    DD2_TRY(dd2_allreduce_sum_f64(sums, 3, tr->comm, st));
     out[0] = sums[0] / points;
     out[1] = sums[1] / tr->B;
     out[2] = sums[2] / tr->B;
@@ -332,6 +361,7 @@ static int generator_step(trainer *tr, double out[3], double *gnorm, int *skippe
                  &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], gnorm, skipped);
     if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
     tr->c[C_GEN_STEP]++;
+    tr->c[C_BATCHES]++;
     tr->sec_gen += dd2_now() - t0;
     tr->n_gen++;
     return DD2_OK;
@@ -350,7 +380,7 @@ static int generator_step(trainer *tr, double out[3], double *gnorm, int *skippe
 static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const int64_t N = cfg->distill.ode.pairs;
-    const int n = tr->td.n, C = tr->td.cb.dim, R = tr->ctx->env->size, r = tr->ctx->env->rank;
+    const int n = tr->td.n, C = tr->td.cb.dim, R = tr->size, r = tr->rank;
     const int batch = cfg->sample.batch;
     const uint64_t seed = (uint64_t)cfg->run.seed;
     const size_t numel = tr->net.tab.numel, seqf = (size_t)n * C;
@@ -376,7 +406,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
         dd2_progress_update(&prog, (long)(i + b - lo), NULL);
     }
     int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: ode-pair sampling failed on another rank");
     if (rc == DD2_OK) {
         dd2_progress_end(&prog, NULL);
@@ -384,10 +414,10 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
             const int64_t a = (int64_t)k * N / R, z = (int64_t)(k + 1) * N / R;
             counts[k] = (int)(z - a), displs[k] = (int)a;
         }
-        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT, py, counts, displs, MPI_INT, MPI_COMM_WORLD);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_INT, py, counts, displs, MPI_INT, tr->comm);
         for (int k = 0; k < R; k++) counts[k] *= (int)seqf, displs[k] *= (int)seqf;
-        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pq, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
-        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pe, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pq, counts, displs, MPI_FLOAT, tr->comm);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pe, counts, displs, MPI_FLOAT, tr->comm);
         dd2_info0("distill: %lld ODE pairs from the AR-diffusion model in %.1fs", (long long)N, dd2_now() - t0);
     }
     /* 2. regression of G on the pairs */
@@ -413,8 +443,8 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
         }
         memset(tr->gg, 0, numel * sizeof(float));
         dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
-        rc = dd2_allreduce_sum_f32(tr->gg, numel, MPI_COMM_WORLD, st);
-        if (rc == DD2_OK) rc = dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st);
+        rc = dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st);
+        if (rc == DD2_OK) rc = dd2_allreduce_sum_f64(&sum, 1, tr->comm, st);
         if (rc != DD2_OK) break;
         const double loss = sum / elems;
         double gnorm;
@@ -468,7 +498,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
     dd2_ckpt_state states[N_COUNTERS];
     dd2_ckpt_spec spec;
     make_spec(tr, nets, states, &spec, text);
-    int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, units(tr), tr->cfg->checkpoint.keep, &spec, st);
+    int rc = dd2_ckpt_save(tr->comm, dir, units(tr), tr->cfg->checkpoint.keep, &spec, st);
     free(text);
     return rc;
 }
@@ -479,7 +509,7 @@ static int resume(trainer *tr, const char *dir, int *found, dd2_status *st) {
     dd2_ckpt_spec spec;
     make_spec(tr, nets, states, &spec, NULL);
     dd2_ckpt_result res = {0};
-    int rc = dd2_ckpt_resume(MPI_COMM_WORLD, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
+    int rc = dd2_ckpt_resume(tr->comm, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
     *found = rc == DD2_OK && res.found;
     if (*found) {
         const char *diff = NULL;
@@ -511,7 +541,7 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
         rc = dd2_generate_onestep(tr->ctx, &tr->net, tr->gema, labels, N, 0, tokens, q, &secs, st);
     }
     int rc0 = DD2_OK;
-    if (rc == DD2_OK && tr->ctx->env->rank == 0) {
+    if (rc == DD2_OK && tr->rank == 0) {
         float *img = DD2_MALLOC((size_t)N * g->image_size * g->image_size * g->channels * sizeof(float), st);
         dd2_fid_stats s;
         memset(&s, 0, sizeof s);
@@ -525,12 +555,12 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
     }
     if (rc == DD2_OK) {
         int all = rc0;
-        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
         if (all != DD2_OK && rc0 == DD2_OK) rc0 = DD2_FAIL(st, all, "distill: the FID failed on rank 0");
         rc = rc0;
     }
     if (rc == DD2_OK) {
-        MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, tr->comm);
         tr->last_fid = fid;
         dd2_info0("distill: generator step %lld: FID %.2f (%lld one-step EMA samples in %.2fs)",
                   (long long)tr->c[C_GEN_STEP], fid, (long long)N, secs);
@@ -561,15 +591,15 @@ static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_chec
 static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const size_t numel = tr->net.tab.numel;
-    DD2_TRY(dd2_check_replicas(tr->gp, numel, "initial generator weights", MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_check_replicas(tr->gp, numel, "initial generator weights", tr->comm, st));
     int found = 0;
     DD2_TRY(resume(tr, dir, &found, st));
     if (!found && cfg->distill.init == DD2_DISTILL_INIT_ODE_PAIRS) DD2_TRY(ode_pairs_phase(tr, st));
     dd2_info0("distill: %.2fM parameters per network (G, guidance), init %s, csd.grad %s (alpha %g), %ld generator "
-              "updates x %d guidance updates, global batch %d x %d draws over %d rank%s%s",
+              "updates x %d guidance updates, global batch %d x %d draws over %d learner%s%s",
               (double)numel / 1e6, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha, tr->steps, tr->K,
-              tr->B, tr->m, tr->ctx->env->size, tr->ctx->env->size == 1 ? "" : "s",
+              tr->B, tr->m, tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;
     if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */
@@ -592,13 +622,18 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
             if (!skipped) w.guid_loss += loss, w.guid_gnorm = gnorm, w.n_guid++;
             tr->c[C_ALIGN_STEP]++;
         } else {
+            /* overlap: the teacher scores the generator batch while ψ trains (same results either way) */
+            const int overlap = cfg->dist.overlap;
+            if (overlap) DD2_TRY(generator_post(tr, tr->c[C_BATCHES] + tr->K, st));
             for (int k = 0; k < tr->K; k++) {
                 DD2_TRY(guidance_step(tr, &loss, &gnorm, &skipped, st));
+                dd2_score_link_progress(&tr->link);
                 if (!skipped) w.guid_loss += loss, w.guid_gnorm = gnorm, w.n_guid++;
                 DD2_TRY(too_many_bad(tr, st));
             }
+            if (!overlap) DD2_TRY(generator_post(tr, tr->c[C_BATCHES], st));
             double out[3];
-            DD2_TRY(generator_step(tr, out, &gnorm, &skipped, st));
+            DD2_TRY(generator_finish(tr, out, &gnorm, &skipped, st));
             if (!skipped) w.gen_loss += out[0], w.omega += out[1], w.absdiff += out[2], w.gen_gnorm = gnorm, w.n_gen++;
             gen_done = 1;
         }
@@ -628,7 +663,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         }
         if (gen_done && tr->eval_on && tr->c[C_GEN_STEP] % eval_every == 0) DD2_TRY(periodic_fid(tr, st));
         int stop;
-        DD2_TRY(dd2_train_boundary(cfg, "distill", u, tr->total, save_cb, tr, dir, &stop, st));
+        DD2_TRY(dd2_train_boundary(cfg, tr->comm, "distill", u, tr->total, save_cb, tr, dir, &stop, st));
         if (stop) {
             dd2_train_log_end(&lg);
             return DD2_OK;
@@ -639,39 +674,106 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     return save_checkpoint(tr, dir, st);
 }
 
-int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
-    trainer tr;
-    memset(&tr, 0, sizeof tr);
-    char dir[1100], final_path[1200];
-    int rc = dd2_stage_files(ctx, "distill", "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
-    if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
+/* A teacher-score worker: load the teacher, serve the learners until each says stop. */
+static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_status *st) {
+    dd2_token_data td;
+    dd2_teacher t;
+    float *tparams = NULL;
+    dd2_score_server srv;
+    memset(&td, 0, sizeof td);
+    memset(&t, 0, sizeof t);
+    memset(&srv, 0, sizeof srv);
+    int rc = dd2_token_data_load(ctx, &td, st);
+    if (rc == DD2_OK) rc = dd2_teacher_load(ctx, &td, &t, &tparams, st);
+    if (rc == DD2_OK) {
+        const dd2_sampling samp = dd2_sampling_from_config(ctx->cfg);
+        rc = dd2_score_server_init(&srv, &t, tparams, &td.cb, &samp,
+                                   ctx->cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED, st);
+    }
+    rc = dd2_agree(rc, "distill", st); /* the learners' setup agrees at the same point */
+    if (rc == DD2_OK) {
+        dd2_worker_stats ws;
+        rc = dd2_score_worker_run(&srv, MPI_COMM_WORLD, roles->served, roles->n_served, &ws, st);
+        dd2_info("distill: teacher-score worker: %ld requests from %d learner%s in %.1fs: busy %.1fs (%.0f%%), idle "
+                 "%.1fs; %.1f MB in, %.1f MB out",
+                 ws.served, roles->n_served, roles->n_served == 1 ? "" : "s", ws.total_s, ws.busy_s,
+                 ws.total_s > 0 ? 100.0 * ws.busy_s / ws.total_s : 0.0, ws.idle_s, (double)ws.bytes_in / 1e6,
+                 (double)ws.bytes_out / 1e6);
+    }
+    rc = dd2_agree(rc, "distill", st); /* the learners' end */
+    dd2_score_server_free(&srv);
+    dd2_teacher_free(&t);
+    free(tparams);
+    dd2_token_data_free(&td);
+    return rc;
+}
+
+/* A learner: train; the link to the teacher-score service is closed on every path (the worker
+ * serves until each of its learners says stop). */
+static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *roles, const char *dir,
+                       const char *final_path, dd2_status *st) {
+    int rc = trainer_setup(tr, lctx, roles->worker, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "distill", st);
-    tr.last_fid = NAN;
-    if (rc == DD2_OK) setup_eval(&tr);
+    tr->last_fid = NAN;
+    if (rc == DD2_OK) setup_eval(tr);
     const double t0 = dd2_now();
-    if (rc == DD2_OK) rc = run_training(&tr, dir, st);
+    if (rc == DD2_OK) rc = run_training(tr, dir, st);
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    const double wait_s = tr->link.wait_s;
+    if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
+        *st = st2;
+        rc = st2.code;
+    }
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     if (rc == DD2_OK && !stopped) {
         const double secs = dd2_now() - t0;
-        const double sg = tr.n_guid ? tr.sec_guid / tr.n_guid : NAN, sG = tr.n_gen ? tr.sec_gen / tr.n_gen : NAN;
+        const double sg = tr->n_guid ? tr->sec_guid / tr->n_guid : NAN, sG = tr->n_gen ? tr->sec_gen / tr->n_gen : NAN;
         dd2_info0("distill: %lld generator updates (%lld skipped), %lld guidance updates (%lld skipped) in %.1fs; "
-                  "per update: guidance %.3fs, generator %.3fs (one iteration %.3fs)",
-                  (long long)tr.c[C_GEN_UPDATES], (long long)tr.c[C_GEN_SKIPPED], (long long)tr.c[C_GUID_UPDATES],
-                  (long long)tr.c[C_GUID_SKIPPED], secs, sg, sG, tr.K * sg + sG);
-        char fields[200] = "";
+                  "per update: guidance %.3fs, generator %.3fs (one iteration %.3fs; %.1fs waiting for teacher "
+                  "scores)",
+                  (long long)tr->c[C_GEN_UPDATES], (long long)tr->c[C_GEN_SKIPPED], (long long)tr->c[C_GUID_UPDATES],
+                  (long long)tr->c[C_GUID_SKIPPED], secs, sg, sG, tr->K * sg + sG, wait_s);
+        char fields[240] = "";
         jnum(fields, sizeof fields, "seconds", secs);
         jnum(fields, sizeof fields, "guid_update_s", sg);
         jnum(fields, sizeof fields, "gen_update_s", sG);
+        jnum(fields, sizeof fields, "score_wait_s", wait_s);
         jnum(fields, sizeof fields, "final", 1);
-        rc = dd2_metrics_append(ctx, "distill", units(&tr), fields, st);
+        rc = dd2_metrics_append(lctx, "distill", units(tr), fields, st);
     }
-    if (rc == DD2_OK && !stopped && ctx->env->rank == 0)
-        rc = dd2_generator_save(final_path, &tr.net, tr.gema, tr.c[C_GEN_STEP], ctx->cfg->distill.init,
-                                ctx->cfg->distill.csd.grad, tr.last_fid, st);
+    if (rc == DD2_OK && !stopped && tr->rank == 0)
+        rc = dd2_generator_save(final_path, &tr->net, tr->gema, tr->c[C_GEN_STEP], lctx->cfg->distill.init,
+                                lctx->cfg->distill.csd.grad, tr->last_fid, st);
     rc = dd2_agree(rc, "distill", st);
     if (rc == DD2_OK && !stopped) dd2_info0("distill: wrote %s", final_path);
+    return rc;
+}
+
+int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
+    char dir[1100], final_path[1200];
+    dd2_roles roles;
+    int rc = dd2_stage_files(ctx, "distill", "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
+    if (rc == DD2_OK) rc = dd2_roles_init(&roles, ctx->cfg->dist.teacher_ranks, "distill", st);
+    else memset(&roles, 0, sizeof roles), roles.learners = MPI_COMM_NULL;
+    if (rc != DD2_OK) { /* the same on every rank: the layout comes from the config and the world size */
+        st->collective = 1;
+        dd2_roles_free(&roles);
+        return rc;
+    }
+    dd2_roles_print(&roles, ctx->env, "distill");
+    if (roles.is_worker) {
+        rc = run_worker(ctx, &roles, st);
+    } else {
+        trainer tr;
+        memset(&tr, 0, sizeof tr);
+        dd2_stage_ctx lctx = *ctx;
+        lctx.comm = roles.learners;
+        rc = run_learner(&tr, &lctx, &roles, dir, final_path, st);
+        trainer_free(&tr);
+    }
     st->collective = 1;
-    trainer_free(&tr);
+    dd2_roles_free(&roles);
     return rc;
 }

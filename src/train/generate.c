@@ -43,9 +43,9 @@ int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K
     return rc;
 }
 
-int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st) {
+int dd2_gather_slices(MPI_Comm comm, void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st) {
     int R;
-    MPI_Comm_size(MPI_COMM_WORLD, &R);
+    MPI_Comm_size(comm, &R);
     int *counts = DD2_MALLOC((size_t)R * sizeof *counts, st), *displs = DD2_MALLOC((size_t)R * sizeof *displs, st);
     int rc = (counts && displs) ? DD2_OK : DD2_ERR_RUNTIME;
     if (rc == DD2_OK && N * (int64_t)per > 0x7fffffff)
@@ -55,7 +55,7 @@ int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_stat
         counts[k] = (int)((hi - lo) * per);
         displs[k] = (int)(lo * per);
     }
-    if (rc == DD2_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, type, buf, counts, displs, type, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (rc == DD2_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, type, buf, counts, displs, type, comm) != MPI_SUCCESS)
         rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "MPI_Allgatherv of the generated samples failed");
     free(counts);
     free(displs);
@@ -64,7 +64,10 @@ int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_stat
 
 int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, int n, const int32_t *labels,
                  int64_t N, uint64_t seed_offset, int32_t *tokens, double *seconds, dd2_status *st) {
-    const int R = ctx->env->size, r = ctx->env->rank, batch = ctx->cfg->sample.batch;
+    const int batch = ctx->cfg->sample.batch;
+    int R, r;
+    MPI_Comm_size(ctx->comm, &R);
+    MPI_Comm_rank(ctx->comm, &r);
     int *y = DD2_MALLOC((size_t)batch * sizeof *y, st);
     if (!y) return DD2_ERR_RUNTIME;
     const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
@@ -80,11 +83,11 @@ int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, 
     }
     double dt = dd2_now() - t0;
     int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, ctx->comm);
     if (all == DD2_OK) {
         dd2_progress_end(&prog, NULL);
-        rc = dd2_gather_slices(tokens, N, n, MPI_INT32_T, st);
-        MPI_Allreduce(&dt, seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        rc = dd2_gather_slices(ctx->comm, tokens, N, n, MPI_INT32_T, st);
+        MPI_Allreduce(&dt, seconds, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
     } else if (rc == DD2_OK) {
         rc = DD2_FAIL(st, all, "sampling failed on another rank");
     }

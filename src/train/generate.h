@@ -30,7 +30,7 @@ int dd2_generate(const dd2_stage_ctx *ctx, dd2_sample_batch_fn fn, void *model, 
 
 /* Gather each rank's contiguous slice [r·N/R, (r+1)·N/R) of `per` elements per sample of buf
  * [N,per] (MPI datatype `type`) so that every rank holds all of it. Collective. */
-int dd2_gather_slices(void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st);
+int dd2_gather_slices(MPI_Comm comm, void *buf, int64_t N, int per, MPI_Datatype type, dd2_status *st);
 
 /* Latency of one batch of B samples (best of `reps` runs after one warm-up; this rank only). */
 int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K, int reps, double *seconds,

@@ -80,7 +80,7 @@ static int generate(const dd2_stage_ctx *ctx, const dd2_ardiff *G, const float *
     gs.q = q;
     gs.q_first = seed_offset;
     rc = dd2_generate(ctx, dd2_generator_sample_batch, &gs, G->n, labels, N, seed_offset, tokens, seconds, st);
-    if (rc == DD2_OK && q) rc = dd2_gather_slices(q, N, G->n * G->C, MPI_FLOAT, st);
+    if (rc == DD2_OK && q) rc = dd2_gather_slices(ctx->comm, q, N, G->n * G->C, MPI_FLOAT, st);
     st->collective = 1;
     dd2_generator_sampler_free(&gs);
     return rc;

@@ -55,6 +55,7 @@ int dd2_stage_mkdir(const dd2_stage_ctx *ctx, const char *rel, dd2_status *st) {
 int dd2_stage_ctx_init(dd2_stage_ctx *ctx, const dd2_config *cfg, const dd2_mpi_env *env, dd2_status *st) {
     memset(ctx, 0, sizeof *ctx);
     ctx->cfg = cfg;
+    ctx->comm = MPI_COMM_WORLD;
     ctx->env = env;
     if ((size_t)snprintf(ctx->run_dir, sizeof ctx->run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name) >=
         sizeof ctx->run_dir)

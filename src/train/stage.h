@@ -14,6 +14,7 @@
 #ifndef DD2_TRAIN_STAGE_H
 #define DD2_TRAIN_STAGE_H
 
+#include <mpi.h>
 #include <stddef.h>
 
 #include "core/status.h"
@@ -27,6 +28,8 @@ typedef struct dd2_stage_ctx {
     const char *model;          /* --model NAME from the command line, or NULL */
     const char *out;            /* --out PATH from the command line, or NULL */
     int steps;                  /* --steps K from the command line, or 0 */
+    MPI_Comm comm;              /* the ranks that share this stage's work and collectives:
+                                   MPI_COMM_WORLD, or the learners (dist/roles.h) */
 } dd2_stage_ctx;
 
 /* Fill ctx and create the run directory (rank 0; everyone waits for it). */

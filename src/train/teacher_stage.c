@@ -225,7 +225,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    NULL, NULL, NULL, st));
         int stop;
-        DD2_TRY(dd2_train_boundary(cfg, "teacher", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
+        DD2_TRY(dd2_train_boundary(cfg, MPI_COMM_WORLD, "teacher", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
         if (stop) {
             dd2_train_log_end(&lg);
             return DD2_OK;

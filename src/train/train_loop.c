@@ -74,9 +74,9 @@ int dd2_agree(int rc, const char *what, dd2_status *st) {
     return rc;
 }
 
-int dd2_train_stop_agreed(int *sig, dd2_status *st) {
+int dd2_train_stop_agreed(MPI_Comm comm, int *sig, dd2_status *st) {
     int v = dd2_stop_signal();
-    if (MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "MPI_Allreduce failed while checking for stop signals");
     *sig = v;
     return DD2_OK;
@@ -88,13 +88,13 @@ void dd2_train_stopped(const char *stage, int sig, long step) {
     dd2_mark_stopped();
 }
 
-int dd2_train_boundary(const dd2_config *cfg, const char *stage, long u, long total, dd2_train_save_fn save,
+int dd2_train_boundary(const dd2_config *cfg, MPI_Comm comm, const char *stage, long u, long total, dd2_train_save_fn save,
                        void *trainer, const char *dir, int *stop, dd2_status *st) {
     *stop = 0;
     const int due = dd2_train_ckpt_due(cfg, u, total);
     if (due) DD2_TRY(save(trainer, dir, st));
     int sig;
-    DD2_TRY(dd2_train_stop_agreed(&sig, st));
+    DD2_TRY(dd2_train_stop_agreed(comm, &sig, st));
     if (!sig || u >= total) return DD2_OK;
     if (!due) DD2_TRY(save(trainer, dir, st));
     dd2_train_stopped(stage, sig, u);

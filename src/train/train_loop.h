@@ -55,9 +55,9 @@ int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, doub
  * "<what>: another rank failed". */
 int dd2_agree(int rc, const char *what, dd2_status *st);
 
-/* At a step boundary: *sig = the stop signal if ANY rank received one (MPI_Allreduce MAX over
- * MPI_COMM_WORLD, so every rank decides the same), else 0 (core/signals.h). */
-int dd2_train_stop_agreed(int *sig, dd2_status *st);
+/* At a step boundary: *sig = the stop signal if ANY rank of comm received one (MPI_Allreduce MAX
+ * over comm, so every rank decides the same), else 0 (core/signals.h). */
+int dd2_train_stop_agreed(MPI_Comm comm, int *sig, dd2_status *st);
 
 /* After the checkpoint of a stop: log it and mark the run stopped (the stage returns DD2_OK and
  * writes no final file; the pipeline stops; the driver exits 0). */
@@ -68,7 +68,7 @@ void dd2_train_stopped(const char *stage, int sig, long step);
  * is saved if none was just saved, the stop is logged and marked, and *stop = 1 (the caller
  * ends its loop and returns DD2_OK). save(trainer, dir, st) saves the stage's checkpoint. */
 typedef int (*dd2_train_save_fn)(void *trainer, const char *dir, dd2_status *st);
-int dd2_train_boundary(const dd2_config *cfg, const char *stage, long u, long total, dd2_train_save_fn save,
+int dd2_train_boundary(const dd2_config *cfg, MPI_Comm comm, const char *stage, long u, long total, dd2_train_save_fn save,
                        void *trainer, const char *dir, int *stop, dd2_status *st);
 
 #endif

@@ -91,6 +91,20 @@ static void tiny_free(tiny *tc) {
     free(tc->params64);
 }
 
+/* The loss through the teacher's answer as the score service computes it: x_t, then μ and the
+ * covariance from the mixture at row b·n + i. */
+static double csd_loss(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw, const dd2_csd_opts *o, float scale,
+                       float *dq, dd2_csd_stats *stats) {
+    enum { P = B * N * M };
+    static float xt[P * C], a[P * C], cov[P * C * C];
+    int row[P];
+    for (int p = 0; p < P; p++) row[p] = p / M;
+    dd2_csd_noised_points(tc->q, tc->t, tc->eps, B, N, M, C, xt);
+    dd2_mixture_posterior(&tc->mx, tc->logp, row, xt, tc->t, P, a, cov);
+    return dd2_csd_generator_loss(&tc->net, tc->params, pw, cw, a, o->grad == DD2_CSD_GRAD_SID ? cov : NULL, tc->q,
+                                  tc->y, tc->t, xt, B, M, o, scale, dq, stats);
+}
+
 /* ---- the double reference --------------------------------------------------------------------- */
 
 /* μ of the mixture at x (brute force, double) for logp row `row`. */
@@ -183,8 +197,7 @@ static void check_mode(int mode, float alpha) {
     const float scale = 0.37f;
     float dq[B * N * C];
     dd2_csd_stats stats;
-    const double loss = dd2_csd_generator_loss(&tc.net, tc.params, &pw, &cw, &tc.mx, tc.logp, tc.q, tc.y, tc.t,
-                                               tc.eps, B, M, &o, scale, dq, &stats);
+    const double loss = csd_loss(&tc, &pw, &cw, &o, scale, dq, &stats);
     ref_ctx rf;
     memset(&rf, 0, sizeof rf);
     rf.tc = &tc;
@@ -264,8 +277,7 @@ static void check_decomposition(float alpha) {
     float dq_sid[B * N * C], dq_dmd[B * N * C];
     dd2_csd_opts o = {DD2_CSD_GRAD_SID, alpha, 1.0f, 1.0f};
     const double l_sid =
-        dd2_csd_generator_loss(&tc.net, tc.params, &pw, &cw, &tc.mx, tc.logp, tc.q, tc.y, tc.t, tc.eps, B, M, &o,
-                               scale, dq_sid, NULL);
+        csd_loss(&tc, &pw, &cw, &o, scale, dq_sid, NULL);
     double expl[B * N * C], jac = 0, diff = 0, ref = 0;
     for (int k = 0; k < B * N * C; k++) expl[k] = dq_sid[k];
     for (int p = 0; p < B * N * M; p++)
@@ -276,8 +288,7 @@ static void check_decomposition(float alpha) {
         }
     o.grad = DD2_CSD_GRAD_DMD;
     const double l_dmd =
-        dd2_csd_generator_loss(&tc.net, tc.params, &pw, &cw, &tc.mx, tc.logp, tc.q, tc.y, tc.t, tc.eps, B, M, &o,
-                               scale, dq_dmd, NULL);
+        csd_loss(&tc, &pw, &cw, &o, scale, dq_dmd, NULL);
     for (int k = 0; k < B * N * C; k++) {
         diff = fmax(diff, fabs(expl[k] - dq_dmd[k]));
         ref = fmax(ref, fabs(dq_dmd[k]));
