@@ -64,8 +64,8 @@ static const command commands[] = {
      dd2_stage_fid_stats},
     {"config", "CONFIG [--set k=v]... | --schema", "print the resolved config (defaults filled in) or the schema",
      cmd_config, NULL},
-    {"bench", "ops|backbone [CONFIG]", "speed tables: sgemm vs the core's FMA peak, backbone tokens/s", cmd_bench,
-     NULL},
+    {"bench", "ops|backbone [CONFIG] | distill CONFIG [--steps K]",
+     "speed tables: sgemm vs FMA peak, backbone tokens/s; distill overlap (under mpirun)", cmd_bench, NULL},
     {"version", "", "print version, build and backend information", cmd_version, NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
@@ -132,11 +132,16 @@ static int cmd_bench(const dd2_cli *cli, dd2_status *st) {
     const int ops = cli->n_positional >= 1 && strcmp(cli->positional[0], "ops") == 0;
     const int backbone = cli->n_positional >= 1 && strcmp(cli->positional[0], "backbone") == 0;
     if (cli->n_positional < 1 || cli->n_positional > 2 || (!ops && !backbone))
-        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 bench ops|backbone [CONFIG]");
+        return DD2_FAIL(st, DD2_ERR_INPUT, "usage: dd2 bench ops|backbone [CONFIG] | dd2 bench distill CONFIG");
     if (dd2_world_size() > 1) return DD2_FAIL(st, DD2_ERR_INPUT, "dd2 bench ops runs as a single process");
     dd2_config cfg;
     DD2_TRY(dd2_cli_load_config(cli, cli->n_positional == 2 ? cli->positional[1] : NULL, &cfg, st));
     return ops ? dd2_bench_ops(&cfg, 0.3, st) : dd2_bench_backbone(&cfg, 1.0, st);
+}
+
+/* `dd2 bench distill CONFIG`: a collective benchmark on a run directory, run like a stage. */
+static int bench_distill_stage(const dd2_stage_ctx *ctx, dd2_status *st) {
+    return dd2_bench_distill(ctx, ctx->steps, st);
 }
 
 /* A pipeline stage: load the config, prepare the run directory, record the config, run. */
@@ -248,6 +253,12 @@ int main(int argc, char **argv) {
     log_blas_choice();
     choose_blas_threads(&env);
     dd2_signals_install(); /* SIGTERM / SIGUSR1: checkpoint at the next step boundary, exit 0 */
+    static const command bench_distill = {"bench distill", "CONFIG", "", NULL, bench_distill_stage};
+    if (strcmp(cmd->name, "bench") == 0 && cli.n_positional >= 1 && strcmp(cli.positional[0], "distill") == 0) {
+        cmd = &bench_distill; /* positional: distill CONFIG -> CONFIG */
+        cli.positional[0] = cli.n_positional > 1 ? cli.positional[1] : NULL;
+        cli.n_positional--;
+    }
     rc = cmd->stage ? run_stage(cmd, &cli, &env, &st) : cmd->run(&cli, &st);
     return finish(&env, rc, &st, st.collective);
 }

@@ -29,6 +29,20 @@
  * distill.ode.pairs (noise, Ψ-ODE sample) pairs for distill.ode.steps steps (docs/distill.md). */
 int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st);
 
+/* What one distill run measured (world rank 0 holds the totals; `dd2 bench distill`). */
+typedef struct dd2_distill_stats {
+    int learners, workers;
+    long iterations;         /* generator updates done in this run */
+    double seconds;          /* learner 0's training loop, wall time */
+    double learner_wait;     /* mean over learners: fraction of the loop spent waiting for scores */
+    double worker_idle;      /* mean over workers: fraction of their time idle (NaN when colocated) */
+    double bytes_per_step;   /* score stream: request + reply bytes per iteration, all learners */
+} dd2_distill_stats;
+
+/* The distill stage with its directory <run>/<stage_dir> (dd2_stage_distill: "distill"), and,
+ * when stats != NULL on every rank, the measurements above (an extra collective at the end). */
+int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st);
+
 /* Write the generator file atomically (rank 0 only). init: enum dd2_distill_init; grad: enum
  * dd2_csd_grad (io/config.h). */
 int dd2_generator_save(const char *path, const dd2_ardiff *G, const float *params, int64_t steps, int init, int grad,

@@ -675,7 +675,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
 }
 
 /* A teacher-score worker: load the teacher, serve the learners until each says stop. */
-static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_status *st) {
+static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_worker_stats *ws, dd2_status *st) {
     dd2_token_data td;
     dd2_teacher t;
     float *tparams = NULL;
@@ -692,13 +692,12 @@ static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_stat
     }
     rc = dd2_agree(rc, "distill", st); /* the learners' setup agrees at the same point */
     if (rc == DD2_OK) {
-        dd2_worker_stats ws;
-        rc = dd2_score_worker_run(&srv, MPI_COMM_WORLD, roles->served, roles->n_served, &ws, st);
+        rc = dd2_score_worker_run(&srv, MPI_COMM_WORLD, roles->served, roles->n_served, ws, st);
         dd2_info("distill: teacher-score worker: %ld requests from %d learner%s in %.1fs: busy %.1fs (%.0f%%), idle "
                  "%.1fs; %.1f MB in, %.1f MB out",
-                 ws.served, roles->n_served, roles->n_served == 1 ? "" : "s", ws.total_s, ws.busy_s,
-                 ws.total_s > 0 ? 100.0 * ws.busy_s / ws.total_s : 0.0, ws.idle_s, (double)ws.bytes_in / 1e6,
-                 (double)ws.bytes_out / 1e6);
+                 ws->served, roles->n_served, roles->n_served == 1 ? "" : "s", ws->total_s, ws->busy_s,
+                 ws->total_s > 0 ? 100.0 * ws->busy_s / ws->total_s : 0.0, ws->idle_s, (double)ws->bytes_in / 1e6,
+                 (double)ws->bytes_out / 1e6);
     }
     rc = dd2_agree(rc, "distill", st); /* the learners' end */
     dd2_score_server_free(&srv);
@@ -711,7 +710,7 @@ static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_stat
 /* A learner: train; the link to the teacher-score service is closed on every path (the worker
  * serves until each of its learners says stop). */
 static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *roles, const char *dir,
-                       const char *final_path, dd2_status *st) {
+                       const char *final_path, double *loop_s, dd2_status *st) {
     int rc = trainer_setup(tr, lctx, roles->worker, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "distill", st);
@@ -719,6 +718,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     if (rc == DD2_OK) setup_eval(tr);
     const double t0 = dd2_now();
     if (rc == DD2_OK) rc = run_training(tr, dir, st);
+    *loop_s = dd2_now() - t0;
     dd2_status st2;
     dd2_status_clear(&st2);
     const double wait_s = tr->link.wait_s;
@@ -751,10 +751,30 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     return rc;
 }
 
-int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
+/* Totals of the run on world rank 0 (collective over the world). */
+static void gather_stats(const dd2_roles *roles, const trainer *tr, const dd2_worker_stats *ws, double loop_s,
+                         dd2_distill_stats *out) {
+    double v[5] = {0, 0, 0, 0, 0}; /* learner wait fraction, worker idle fraction, bytes, iterations, seconds */
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (roles->is_worker) {
+        v[1] = ws->total_s > 0 ? ws->idle_s / ws->total_s : 0.0;
+    } else {
+        v[0] = loop_s > 0 ? (tr->link.kind == DD2_LINK_MPI ? tr->link.wait_s / loop_s : 0.0) : 0.0;
+        v[2] = (double)(tr->link.bytes_sent + tr->link.bytes_recv);
+        if (rank == 0) v[3] = (double)tr->n_gen, v[4] = loop_s;
+    }
+    double sum[5];
+    MPI_Reduce(v, sum, 5, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (rank != 0) return;
+    *out = (dd2_distill_stats){roles->L, roles->T, (long)sum[3], sum[4], sum[0] / roles->L,
+                               roles->T ? sum[1] / roles->T : NAN, sum[3] > 0 ? sum[2] / sum[3] : NAN};
+}
+
+int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st) {
     char dir[1100], final_path[1200];
     dd2_roles roles;
-    int rc = dd2_stage_files(ctx, "distill", "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
+    int rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = dd2_roles_init(&roles, ctx->cfg->dist.teacher_ranks, "distill", st);
     else memset(&roles, 0, sizeof roles), roles.learners = MPI_COMM_NULL;
     if (rc != DD2_OK) { /* the same on every rank: the layout comes from the config and the world size */
@@ -763,17 +783,23 @@ int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) {
         return rc;
     }
     dd2_roles_print(&roles, ctx->env, "distill");
+    dd2_worker_stats ws;
+    memset(&ws, 0, sizeof ws);
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    double loop_s = 0.0;
     if (roles.is_worker) {
-        rc = run_worker(ctx, &roles, st);
+        rc = run_worker(ctx, &roles, &ws, st);
     } else {
-        trainer tr;
-        memset(&tr, 0, sizeof tr);
         dd2_stage_ctx lctx = *ctx;
         lctx.comm = roles.learners;
-        rc = run_learner(&tr, &lctx, &roles, dir, final_path, st);
-        trainer_free(&tr);
+        rc = run_learner(&tr, &lctx, &roles, dir, final_path, &loop_s, st);
     }
+    if (stats) gather_stats(&roles, &tr, &ws, loop_s, stats);
+    trainer_free(&tr);
     st->collective = 1;
     dd2_roles_free(&roles);
     return rc;
 }
+
+int dd2_stage_distill(const dd2_stage_ctx *ctx, dd2_status *st) { return dd2_distill_run(ctx, "distill", NULL, st); }

@@ -59,6 +59,15 @@ expect_contains resume_3_logged "saved by 2 ranks"
 h5same resume_1_matches np3t1 1e-4
 h5same resume_3_matches np3t1 1e-4
 
+# the overlap benchmark runs in a scratch directory and leaves the run's distill/ alone
+before=$(ls "$tmp/base/distill")
+expect_exit bench_distill 0 mpirun -np 2 "$DD2" bench distill "$cfg" "${small[@]}" --set dist.teacher_ranks=1 \
+  --steps 3 --set run.out_dir="$tmp" --set run.name=base
+expect_contains bench_table "| on | "
+expect_contains bench_summary "speed-up from overlap"
+[ ! -e "$tmp/base/bench-distill" ] && [ "$(ls "$tmp/base/distill")" = "$before" ] && pass bench_scratch_removed ||
+  fail bench_scratch_removed "$(ls "$tmp/base")"
+
 # layouts without a learner
 expect_exit no_learner 2 run base 2 2 distill
 expect_contains no_learner_message "dist.teacher_ranks = 2 leaves no learner among 2 ranks"
