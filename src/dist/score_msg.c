@@ -99,6 +99,10 @@ int dd2_score_msg_check(const dd2_score_msg *msg, size_t len, int want, dd2_stat
     if (body && (h->B < 1 || h->n < 1 || h->C < 1 || h->m < 1 || h->B > (1 << 24) || h->n > (1 << 20) ||
                  h->C > 4096 || h->m > 4096))
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "score message: bad shape B=%d n=%d C=%d m=%d", h->B, h->n, h->C, h->m);
+    /* within those limits the byte count could still wrap around (B·n·m·C² covariance floats) */
+    if (body && (double)h->B * h->n * h->m * (h->C + 1.0) * (h->C + 1.0) > 0x1p50)
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "score message: shape B=%d n=%d C=%d m=%d is too large", h->B, h->n,
+                        h->C, h->m);
     if (h->kind == DD2_SCORE_ERROR && (h->m < 1 || h->m > 1 << 20))
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "score message: bad error text length %d", h->m);
     const size_t expect = dd2_score_msg_bytes(h->kind, h->flags, h->B, h->n, h->C, h->m);
