@@ -91,7 +91,7 @@ static int serve_sample(dd2_score_server *srv, const dd2_score_msg *req, dd2_sco
     /* runs of consecutive indices share one call (its streams are keyed by first_index + b) */
     for (int b0 = 0; b0 < h->B;) {
         int b1 = b0 + 1;
-        while (b1 < h->B && in.index[b1] == in.index[b1 - 1] + 1) b1++;
+        while (b1 < h->B && in.index[b1] - 1 == in.index[b1 - 1]) b1++; /* indices are ≥ 0: no overflow */
         DD2_TRY(dd2_teacher_sample(srv->t, srv->tparams, in.y + b0, b1 - b0, &srv->samp, h->seed,
                                    (uint64_t)in.index[b0], tokens + (size_t)b0 * h->n, st));
         b0 = b1;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/progress.h"
@@ -99,6 +100,7 @@ typedef struct trainer {
     double last_fid;
     double sec_guid, sec_gen;    /* wall time in guidance / generator updates (this process) */
     long n_guid, n_gen;
+    int64_t bad_gen, bad_guid;   /* skipped updates in a row, per network */
 } trainer;
 
 static void trainer_free(trainer *tr) {
@@ -283,14 +285,16 @@ static void jnum(char *buf, size_t n, const char *name, double v) {
 /* Clip, check and apply an Adam step to one network; *skipped when the loss or the gradient is
  * not finite (the same decision on every rank, after the sums). */
 static void apply_update(trainer *tr, float *p, float *g, float *m, float *v, double loss, float lr, int64_t *updates,
-                         int64_t *skipped_count, double *gnorm, int *skipped) {
+                         int64_t *skipped_count, int64_t *bad_run, double *gnorm, int *skipped) {
     const size_t numel = tr->net.tab.numel;
     *gnorm = sqrt(dd2_sum_squares(g, numel));
     *skipped = !isfinite(loss) || !isfinite(*gnorm);
     if (*skipped) {
         (*skipped_count)++;
+        (*bad_run)++;
         return;
     }
+    *bad_run = 0;
     dd2_scale(g, numel, dd2_clip_scale(*gnorm, (float)tr->cfg->distill.grad_clip));
     dd2_adamw_step(p, g, m, v, tr->decay_mask, numel, lr, &tr->adam, (long)*updates + 1);
     (*updates)++;
@@ -310,7 +314,7 @@ static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped,
     DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
     apply_update(tr, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
-                 &tr->c[C_GUID_SKIPPED], gnorm, skipped);
+                 &tr->c[C_GUID_SKIPPED], &tr->bad_guid, gnorm, skipped);
     tr->c[C_GUID_STEPS]++;
     tr->sec_guid += dd2_now() - t0;
     tr->n_guid++;
@@ -350,6 +354,7 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
                            &tr->opts, (float)(1.0 / points), tr->dq, &s);
     memset(tr->gg, 0, numel * sizeof(float));
     dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+    dd2_fault_poison("distill", (long)tr->c[C_GEN_STEP], tr->gg);
     double sums[3] = {s.loss, s.omega, s.absdiff};
     DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st));
     DD2_TRY(dd2_allreduce_sum_f64(sums, 3, tr->comm, st));
@@ -358,7 +363,7 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
     out[2] = sums[2] / tr->B;
     const long it = (long)tr->c[C_GEN_STEP];
     apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
-                 &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], gnorm, skipped);
+                 &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->bad_gen, gnorm, skipped);
     if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
     tr->c[C_GEN_STEP]++;
     tr->c[C_BATCHES]++;
@@ -425,7 +430,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     const int every = dd2_train_log_every(cfg);
     double acc = 0.0, first = NAN;
     int acc_n = 0;
-    int64_t updates = 0, skipped_n = 0;
+    int64_t updates = 0, skipped_n = 0, bad_run = 0;
     t0 = dd2_now();
     for (int s = 0; rc == DD2_OK && s < cfg->distill.ode.steps; s++) {
         for (int k = tr->lo; k < tr->hi; k++) {
@@ -449,8 +454,11 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
         const double loss = sum / elems;
         double gnorm;
         int skipped;
-        apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, loss, (float)cfg->distill.ode.lr, &updates, &skipped_n, &gnorm,
-                     &skipped);
+        apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, loss, (float)cfg->distill.ode.lr, &updates, &skipped_n,
+                     &bad_run, &gnorm, &skipped);
+        if (rc == DD2_OK && bad_run >= cfg->dist.max_bad_steps)
+            rc = dd2_train_bad_limit("distill (ODE-pair regression)", "steps", bad_run, cfg->dist.max_bad_steps,
+                                     "distill.ode.lr", st);
         if (!skipped) acc += loss, acc_n++;
         if (s == 0) first = loss;
         if ((s + 1) % every == 0 || s + 1 == cfg->distill.ode.steps) {
@@ -577,8 +585,10 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
 }
 
 static int too_many_bad(const trainer *tr, dd2_status *st) {
-    return dd2_train_bad_limit("distill", "updates", tr->c[C_GEN_SKIPPED] + tr->c[C_GUID_SKIPPED],
-                               tr->cfg->dist.max_bad_steps, "distill.lr_gen / distill.lr_guid", st);
+    const int gen = tr->bad_gen >= tr->bad_guid;
+    return dd2_train_bad_limit("distill", gen ? "generator updates" : "guidance updates",
+                               gen ? tr->bad_gen : tr->bad_guid, tr->cfg->dist.max_bad_steps,
+                               "distill.lr_gen / distill.lr_guid", st);
 }
 
 typedef struct window { /* metric averages since the last log line */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "dist/collectives.h"
@@ -133,6 +134,7 @@ static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd
     memset(tr->grads, 0, numel * sizeof(float));
     double sum = dd2_teacher_loss(&tr->t, tr->params, tr->grads, &tr->w, tr->tokens, tr->y, tr->hi - tr->lo,
                                   (float)(1.0 / tokens));
+    dd2_fault_poison("teacher", (long)tr->step, tr->grads);
     DD2_TRY(dd2_allreduce_sum_f32(tr->grads, numel, MPI_COMM_WORLD, st));
     DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st));
     *loss = sum / tokens;

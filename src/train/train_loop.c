@@ -17,6 +17,7 @@ void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char
     lg->every = dd2_train_log_every(ctx->cfg);
     lg->loss_acc = 0.0;
     lg->loss_n = 0;
+    lg->bad_run = 0;
     dd2_progress_begin(&lg->prog, stage, start, total, 10.0);
 }
 
@@ -31,7 +32,7 @@ int dd2_train_ckpt_due(const dd2_config *cfg, long u, long total) {
 int dd2_train_bad_limit(const char *stage, const char *unit, int64_t bad, int max_bad, const char *hint,
                         dd2_status *st) {
     if (max_bad > 0 && bad >= max_bad)
-        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: %lld %s with a non-finite loss or gradient "
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: %lld %s in a row with a non-finite loss or gradient "
                         "(dist.max_bad_steps = %d); lower %s?", stage, (long long)bad, unit, max_bad, hint);
     return DD2_OK;
 }
@@ -41,13 +42,15 @@ int dd2_train_check_skip(dd2_train_log *lg, int skipped, double loss, int64_t st
     if (!skipped) {
         lg->loss_acc += loss;
         lg->loss_n++;
+        lg->bad_run = 0;
         return DD2_OK;
     }
-    dd2_warn0("%s step %lld: non-finite loss or gradient; step skipped (%lld so far)", lg->stage, (long long)step,
-              (long long)skipped_total);
+    lg->bad_run++;
+    dd2_warn0("%s step %lld: non-finite loss or gradient on some rank; step skipped on all ranks (%lld so far, %lld "
+              "in a row)", lg->stage, (long long)step, (long long)skipped_total, (long long)lg->bad_run);
     char hint[80];
     snprintf(hint, sizeof hint, "%s.lr", lg->stage);
-    return dd2_train_bad_limit(lg->stage, "steps", skipped_total, lg->ctx->cfg->dist.max_bad_steps, hint, st);
+    return dd2_train_bad_limit(lg->stage, "steps", lg->bad_run, lg->ctx->cfg->dist.max_bad_steps, hint, st);
 }
 
 int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, double lr, const char *progress_suffix,

@@ -18,6 +18,7 @@ typedef struct dd2_train_log {
     int every;         /* metrics line every this many steps (log.every, 50 when unset) */
     double loss_acc;   /* running sum of the finite losses since the last metrics line */
     int loss_n;
+    int64_t bad_run;   /* skipped steps in a row */
 } dd2_train_log;
 
 /* log.every, or 50 when it is not positive. */
