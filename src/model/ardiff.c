@@ -80,6 +80,33 @@ void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, in
             }
 }
 
+void dd2_ardiff_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C,
+                              float *x_t) {
+    const size_t P = (size_t)B * n * m;
+    for (size_t p = 0; p < P; p++) {
+        const float *qp = q + (p / (size_t)m) * C, *ep = eps + p * C;
+        const float tp = t[p], s = 1.0f - tp;
+        for (int c = 0; c < C; c++) x_t[p * C + c] = s * qp[c] + tp * ep[c];
+    }
+}
+
+/* vstar [M,C]: (x_t − μ)/t when mu != NULL (GTS), else eps − q[row] (diffusion). */
+static void targets_from_mu(const float *mu, const int *row, const float *q, const float *eps, const float *x_t,
+                            const float *t, size_t M, int C, float *vstar) {
+    for (size_t p = 0; p < M; p++) {
+        if (!mu) {
+            const float *qp = q + (size_t)row[p] * C, *ep = eps + p * C;
+            for (int c = 0; c < C; c++) vstar[p * C + c] = ep[c] - qp[c];
+            continue;
+        }
+        const double inv = 1.0 / (double)t[p];
+        for (int c = 0; c < C; c++) {
+            const size_t k = p * C + c;
+            vstar[k] = (float)(((double)x_t[k] - (double)mu[k]) * inv);
+        }
+    }
+}
+
 void dd2_ardiff_targets(int loss, const dd2_mixture *mx, const float *logp, const int *row, const float *q,
                         const float *eps, const float *t, size_t M, int C, float *x_t, float *vstar) {
     for (size_t p = 0; p < M; p++) {
@@ -87,20 +114,11 @@ void dd2_ardiff_targets(int loss, const dd2_mixture *mx, const float *logp, cons
         const float tp = t[p], s = 1.0f - tp;
         for (int c = 0; c < C; c++) x_t[p * C + c] = s * qp[c] + tp * ep[c];
     }
-    if (loss == DD2_ARDIFF_LOSS_DIFFUSION) {
-        for (size_t p = 0; p < M; p++) {
-            const float *qp = q + (size_t)row[p] * C, *ep = eps + p * C;
-            for (int c = 0; c < C; c++) vstar[p * C + c] = ep[c] - qp[c];
-        }
-        return;
-    }
-    dd2_mixture_posterior(mx, logp, row, x_t, t, M, vstar, NULL); /* μ into vstar */
-    for (size_t p = 0; p < M; p++) {
-        const double inv = 1.0 / (double)t[p];
-        for (int c = 0; c < C; c++) {
-            const size_t k = p * C + c;
-            vstar[k] = (float)(((double)x_t[k] - (double)vstar[k]) * inv);
-        }
+    if (loss == DD2_ARDIFF_LOSS_GTS) {
+        dd2_mixture_posterior(mx, logp, row, x_t, t, M, vstar, NULL); /* μ into vstar, then in place */
+        targets_from_mu(vstar, row, q, eps, x_t, t, M, C, vstar);
+    } else {
+        targets_from_mu(NULL, row, q, eps, x_t, t, M, C, vstar);
     }
 }
 
@@ -170,8 +188,8 @@ void dd2_ardiff_work_free(dd2_ardiff_work *w) {
 }
 
 double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
-                       int loss, const dd2_mixture *mx, const float *logp, const float *q, const int *y,
-                       const float *t, const float *eps, int B, int m, float scale) {
+                       const float *mu, const float *q, const int *y, const float *t, const float *eps, int B, int m,
+                       float scale) {
     const int n = a->n, C = a->C;
     const size_t d = (size_t)a->d, R = (size_t)B * n, P = R * (size_t)m;
     dd2_backbone_forward(&a->bb, params, &w->bacts, q, y, B, w->f);
@@ -181,7 +199,8 @@ double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, i
             memcpy(w->cond + p * d, w->f + r * d, d * sizeof(float));
             w->row[p] = (int)r;
         }
-    dd2_ardiff_targets(loss, mx, logp, w->row, q, eps, t, P, C, w->x_t, w->vstar);
+    dd2_ardiff_noised_points(q, t, eps, B, n, m, C, w->x_t);
+    targets_from_mu(mu, w->row, q, eps, w->x_t, t, P, C, w->vstar);
     dd2_mlp_head_forward(&a->head, params, &w->hacts, w->x_t, t, w->cond, (int)P, w->v);
     const double sum = dd2_ardiff_mse(w->v, w->vstar, P, C, scale, grads ? w->dv : NULL);
     if (!grads) return sum;

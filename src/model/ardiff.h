@@ -77,6 +77,12 @@ int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const ch
 void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
                      float *t, float *eps);
 
+/* The noised points of B sequences with m draws per position: x_t [P,C] = (1 − t) q_i + t ε for
+ * the P = B·n·m points p = (b·n + i)·m + j, from q [B,n,C], t [P], eps [P,C] (the point layout of
+ * dd2_ardiff_draw; the teacher-score requests carry these points). */
+void dd2_ardiff_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C,
+                              float *x_t);
+
 /* Targets for M points: row[p] indexes the clean token table q [R,C] (and, for GTS, the
  * teacher log-probability table logp [R,V] of model/mixture.h); eps [M,C], t [M] in (0,1]:
  *     x_t[p]   = (1 − t) q[row] + t eps
@@ -106,14 +112,15 @@ int dd2_ardiff_work_alloc(dd2_ardiff_work *w, const dd2_ardiff *a, int B, int m,
 void dd2_ardiff_work_free(dd2_ardiff_work *w);
 
 /* The Ψ loss of B sequences: q [B,n,C] clean continuous tokens (code vectors), y [B] classes,
- * t [B·n·m] and eps [B·n·m, C] the draws (layout above; w->t / w->eps may be passed), logp
- * [B·n, V] the teacher's log-probabilities at every position (GTS; NULL for the diffusion loss)
- * with mx the codebook's mixture. Returns Σ over the B·n·m points of ‖v_Ψ − v*‖²/C.
+ * t [B·n·m] and eps [B·n·m, C] the draws (layout above; w->t / w->eps may be passed), mu [B·n·m, C]
+ * the teacher's posterior mean at the noised points (GTS: the teacher-score service's answer for
+ * dd2_ardiff_noised_points of the same draws, v* = (x_t − μ)/t; NULL for the diffusion loss,
+ * v* = ε − q). Returns Σ over the B·n·m points of ‖v_Ψ − v*‖²/C.
  * grads != NULL: grads += ∂(scale · that sum)/∂params for the head, and for the backbone too when
  * train_backbone (otherwise the backbone's backward is skipped and its gradients untouched). */
 double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
-                       int loss, const dd2_mixture *mx, const float *logp, const float *q, const int *y,
-                       const float *t, const float *eps, int B, int m, float scale);
+                       const float *mu, const float *q, const int *y, const float *t, const float *eps, int B, int m,
+                       float scale);
 
 /* The teacher's log-probabilities logp [B·n, V] (dd2_mixture_logp of dd2_teacher_probs with the
  * sampling settings s) at every position of the continuous sequences x [B,n,C] with classes y [B]:

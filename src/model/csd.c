@@ -49,7 +49,7 @@ void dd2_csd_generator_backward(const dd2_ardiff *G, const float *params, float 
 double dd2_csd_guidance_loss(const dd2_ardiff *psi, const float *params, float *grads, dd2_ardiff_work *w,
                              const float *q, const int *y, const float *t, const float *eps, int B, int m,
                              float scale) {
-    return dd2_ardiff_loss(psi, params, grads, 1, w, DD2_ARDIFF_LOSS_DIFFUSION, NULL, NULL, q, y, t, eps, B, m,
+    return dd2_ardiff_loss(psi, params, grads, 1, w, NULL, q, y, t, eps, B, m,
                            scale);
 }
 
@@ -89,15 +89,6 @@ void dd2_csd_work_free(dd2_csd_work *w) {
     free(w->omega);
     free(w->absdiff);
     memset(w, 0, sizeof *w);
-}
-
-void dd2_csd_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C, float *x_t) {
-    const size_t P = (size_t)B * n * m;
-    for (size_t p = 0; p < P; p++) {
-        const size_t r = p / (size_t)m;
-        const float tp = t[p];
-        for (int c = 0; c < C; c++) x_t[p * C + c] = (1.0f - tp) * q[r * C + c] + tp * eps[p * C + c];
-    }
 }
 
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,

@@ -119,12 +119,8 @@ typedef struct dd2_csd_stats {
     double absdiff; /* Σ_b mean |q − a| of sequence b */
 } dd2_csd_stats;
 
-/* The noised points of the CSD losses: x_t [P,C] = (1 − t) q_i + t ε' for the P = B·n·m points
- * p = (b·n + i)·m + j, from q [B,n,C], t [P], eps [P,C]. */
-void dd2_csd_noised_points(const float *q, const float *t, const float *eps, int B, int n, int m, int C, float *x_t);
-
 /* The CSD generator loss of B sequences (see the top). Inputs: q [B,n,C] generator samples,
- * y [B] classes, draws t [P] in (0,1] and the noised points x_t [P,C] (dd2_csd_noised_points),
+ * y [B] classes, draws t [P] in (0,1] and the noised points x_t [P,C] (dd2_ardiff_noised_points),
  * the teacher's answer for them (the score service, dist/score_service.h): a [P,C] = μ_Φ(x_t,
  * t | q_<i) and, for sid, cov [P,C,C] its posterior covariance (NULL for dmd).
  * psi/pparams: the guidance network (read only); pw: its work (dd2_ardiff_work_alloc(pw, psi,

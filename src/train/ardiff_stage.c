@@ -29,6 +29,7 @@
 #include "model/optim.h"
 #include "train/ardiff_io.h"
 #include "train/generate.h"
+#include "train/score_roles.h"
 #include "train/teacher_io.h"
 #include "train/token_data.h"
 #include "train/train_loop.h"
@@ -37,19 +38,20 @@
 #define DD2_GIT_REV "unknown"
 #endif
 
-#define TEACHER_CHUNK 8               /* sequences per teacher forward (x2 rows with guidance) */
 #define EVAL_SEQS 256                 /* sequences of the final fixed-noise evaluation */
 #define EVAL_SLOT ((uint64_t)1 << 40) /* its draws: slots EVAL_SLOT + i, apart from training */
 
 typedef struct trainer {
-    const dd2_stage_ctx *ctx;
+    const dd2_stage_ctx *ctx;    /* ctx->comm: the learners */
     const dd2_config *cfg;
+    MPI_Comm comm;
+    int rank, size;              /* in comm */
     dd2_token_data td;
-    dd2_teacher t;
+    dd2_teacher t;               /* the backbone's initial weights and the code vectors */
     float *tparams;
-    dd2_teacher_work tw;
-    dd2_mixture mx;
-    dd2_sampling samp;
+    dd2_score_server srv;        /* colocated: this learner's own teacher-score service */
+    dd2_score_link link;         /* GTS targets: the teacher's posterior at the noised points */
+    dd2_score_msg req;
     dd2_ardiff a;
     dd2_ardiff_work w;
     float *params, *grads, *m, *v;
@@ -60,7 +62,6 @@ typedef struct trainer {
     int32_t *tok;          /* [local batch, n] */
     int *y;                /* [local batch] */
     float *q;              /* [local batch, n, C] code vectors */
-    float *logp;           /* [local batch · n, V] teacher log-probabilities */
     uint32_t *perm;        /* [N] order of the current epoch */
     long perm_epoch;
     int B, lo, hi, draws;  /* global batch; this rank's slice [lo, hi); m */
@@ -75,9 +76,10 @@ typedef struct trainer {
 static void trainer_free(trainer *tr) {
     dd2_ardiff_work_free(&tr->w);
     dd2_ardiff_free(&tr->a);
-    dd2_teacher_work_free(&tr->tw);
+    dd2_score_msg_free(&tr->req);
+    dd2_score_msg_free(&tr->link.rep);
+    dd2_score_server_free(&tr->srv);
     dd2_teacher_free(&tr->t);
-    dd2_mixture_free(&tr->mx);
     dd2_token_data_free(&tr->td);
     free(tr->tparams);
     free(tr->params);
@@ -90,7 +92,6 @@ static void trainer_free(trainer *tr) {
     free(tr->tok);
     free(tr->y);
     free(tr->q);
-    free(tr->logp);
     free(tr->perm);
 }
 
@@ -131,31 +132,32 @@ static int load_samples(trainer *tr, dd2_status *st) {
     return DD2_OK;
 }
 
-static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) {
+static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
     tr->ctx = ctx;
     tr->cfg = cfg;
+    tr->comm = ctx->comm;
+    MPI_Comm_rank(tr->comm, &tr->rank);
+    MPI_Comm_size(tr->comm, &tr->size);
     DD2_TRY(dd2_token_data_load(ctx, &tr->td, st));
     const dd2_token_data *d = &tr->td;
     DD2_TRY(load_samples(tr, st));
     DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
     DD2_TRY(dd2_ardiff_init(&tr->a, cfg, &d->cb, d->gh, d->gw, st));
-    DD2_TRY(dd2_mixture_init(&tr->mx, d->cb.c, d->cb.codes, d->cb.dim, st));
-    tr->samp = dd2_sampling_from_config(cfg);
-    const int R = ctx->env->size, r = ctx->env->rank;
+    const int R = tr->size, r = tr->rank;
     tr->B = cfg->ardiff.batch;
     tr->draws = cfg->ardiff.m;
     if (tr->B > tr->N)
         return DD2_FAIL(st, DD2_ERR_INPUT, "ardiff.batch = %d is larger than the teacher samples (%lld sequences; "
                         "teacher_sample.n)", tr->B, (long long)tr->N);
     if (tr->B < R)
-        return DD2_FAIL(st, DD2_ERR_INPUT, "ardiff.batch = %d is smaller than the number of ranks (%d)", tr->B, R);
+        return DD2_FAIL(st, DD2_ERR_INPUT, "ardiff.batch = %d is smaller than the number of learners (%d)", tr->B, R);
     tr->lo = (int)((int64_t)r * tr->B / R);
     tr->hi = (int)((int64_t)(r + 1) * tr->B / R);
     tr->steps_per_epoch = (long)(tr->N / tr->B);
     tr->steps = cfg->ardiff.steps;
     tr->perm_epoch = -1;
-    const int bl = tr->hi - tr->lo, n = d->n, C = d->cb.dim, V = d->cb.codes;
+    const int bl = tr->hi - tr->lo, n = d->n, C = d->cb.dim;
     const size_t numel = tr->a.tab.numel;
     tr->params = DD2_MALLOC(numel * sizeof(float), st);
     tr->grads = DD2_CALLOC(numel, sizeof(float), st);
@@ -165,14 +167,12 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) 
     tr->tok = DD2_MALLOC((size_t)bl * n * sizeof *tr->tok, st);
     tr->y = DD2_MALLOC((size_t)bl * sizeof *tr->y, st);
     tr->q = DD2_MALLOC((size_t)bl * n * C * sizeof *tr->q, st);
-    tr->logp = DD2_MALLOC((size_t)bl * n * V * sizeof *tr->logp, st);
     tr->perm = DD2_MALLOC((size_t)tr->N * sizeof *tr->perm, st);
     if (!tr->params || !tr->grads || !tr->m || !tr->v || !tr->decay_mask || !tr->tok || !tr->y || !tr->q ||
-        !tr->logp || !tr->perm)
+        !tr->perm)
         return DD2_ERR_RUNTIME;
     DD2_TRY(dd2_ardiff_work_alloc(&tr->w, &tr->a, bl, tr->draws, st));
-    const int chunk = bl < TEACHER_CHUNK ? bl : TEACHER_CHUNK;
-    DD2_TRY(dd2_teacher_work_alloc(&tr->tw, &tr->t, tr->samp.cfg_scale != 1.0f ? 2 * chunk : chunk, st));
+    DD2_TRY(dd2_score_learner_link(cfg, roles, &tr->t, tr->tparams, &d->cb, &tr->srv, &tr->link, st));
     /* head: MAR initialisation; backbone: the teacher's weights */
     DD2_TRY(dd2_ptable_init_params(&tr->a.tab, tr->params, (uint64_t)cfg->run.seed, st));
     DD2_TRY_CTX(dd2_ardiff_copy_tensors(&tr->a.tab, tr->params, NULL, tr->a.bb.first, tr->a.bb.count, &tr->t.tab,
@@ -207,12 +207,24 @@ static void fill_batch(trainer *tr, int64_t step) {
 static int batch_loss(trainer *tr, int loss, int b, uint64_t first_slot, float *grads, int train_backbone,
                       float scale, double *sum, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
-    if (loss == DD2_ARDIFF_LOSS_GTS)
-        DD2_TRY(dd2_ardiff_teacher_logp(&tr->t, tr->tparams, &tr->tw, &tr->samp, tr->q, tr->y, b, tr->logp, st));
-    dd2_ardiff_draw((uint64_t)cfg->run.seed, first_slot, b, tr->td.n, tr->draws, tr->td.cb.dim,
-                    (float)cfg->ardiff.t_min, (float)cfg->ardiff.t_max, tr->w.t, tr->w.eps);
-    *sum = dd2_ardiff_loss(&tr->a, tr->params, grads, train_backbone, &tr->w, loss, &tr->mx, tr->logp, tr->q, tr->y,
-                           tr->w.t, tr->w.eps, b, tr->draws, scale);
+    const int n = tr->td.n, C = tr->td.cb.dim, m = tr->draws;
+    dd2_ardiff_draw((uint64_t)cfg->run.seed, first_slot, b, n, m, C, (float)cfg->ardiff.t_min,
+                    (float)cfg->ardiff.t_max, tr->w.t, tr->w.eps);
+    const float *mu = NULL;
+    if (loss == DD2_ARDIFF_LOSS_GTS) { /* the teacher's posterior mean at the noised points */
+        DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, 0, b, n, C, m, 0, st));
+        const dd2_score_req_view r = dd2_score_req_of(&tr->req);
+        memcpy(r.q, tr->q, (size_t)b * n * C * sizeof(float));
+        memcpy(r.y, tr->y, (size_t)b * sizeof(int32_t));
+        memcpy(r.t, tr->w.t, (size_t)b * n * m * sizeof(float));
+        dd2_ardiff_noised_points(tr->q, tr->w.t, tr->w.eps, b, n, m, C, r.x);
+        const dd2_score_msg *rep;
+        DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
+        DD2_TRY(dd2_score_link_wait(&tr->link, DD2_SCORE_REP, &rep, st));
+        mu = dd2_score_rep_of(rep).mu;
+    }
+    *sum = dd2_ardiff_loss(&tr->a, tr->params, grads, train_backbone, &tr->w, mu, tr->q, tr->y, tr->w.t, tr->w.eps, b,
+                           m, scale);
     return DD2_OK;
 }
 
@@ -228,12 +240,12 @@ static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd
     DD2_TRY(batch_loss(tr, cfg->ardiff.loss, tr->hi - tr->lo, (uint64_t)tr->step * tr->B + (uint64_t)tr->lo,
                        tr->grads, train_bb, (float)(1.0 / points), &sum, st));
     if (train_bb) {
-        DD2_TRY(dd2_allreduce_sum_f32(tr->grads, numel, MPI_COMM_WORLD, st));
+        DD2_TRY(dd2_allreduce_sum_f32(tr->grads, numel, tr->comm, st));
     } else {
         const dd2_mlp_head *h = &tr->a.head;
-        DD2_TRY(dd2_allreduce_sum_f32(tr->grads + h->off_begin, h->off_end - h->off_begin, MPI_COMM_WORLD, st));
+        DD2_TRY(dd2_allreduce_sum_f32(tr->grads + h->off_begin, h->off_end - h->off_begin, tr->comm, st));
     }
-    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
     *gnorm = sqrt(dd2_sum_squares(tr->grads, numel));
     *skipped = !isfinite(*loss) || !isfinite(*gnorm); /* identical on every rank after the sums */
@@ -272,7 +284,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
     dd2_ckpt_state states[N_STATES];
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, text);
-    int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, tr->step, tr->cfg->checkpoint.keep, &spec, st);
+    int rc = dd2_ckpt_save(tr->comm, dir, tr->step, tr->cfg->checkpoint.keep, &spec, st);
     free(text);
     return rc;
 }
@@ -283,7 +295,7 @@ static int resume(trainer *tr, const char *dir, dd2_status *st) {
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, NULL);
     dd2_ckpt_result res = {0};
-    int rc = dd2_ckpt_resume(MPI_COMM_WORLD, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
+    int rc = dd2_ckpt_resume(tr->comm, dir, tr->cfg->checkpoint.resume, &spec, &res, st);
     if (rc == DD2_OK && res.found) {
         const char *diff = NULL;
         dd2_status st2;
@@ -301,7 +313,7 @@ static int resume(trainer *tr, const char *dir, dd2_status *st) {
  * the mean per-point loss against the GTS target and against the plain diffusion target. The
  * GTS value measures how well Ψ matches the teacher's conditionals whichever loss trained it. */
 static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
-    const int R = tr->ctx->env->size, r = tr->ctx->env->rank, n = tr->td.n, cap = tr->hi - tr->lo;
+    const int R = tr->size, r = tr->rank, n = tr->td.n, cap = tr->hi - tr->lo;
     const int64_t E = tr->N < EVAL_SEQS ? tr->N : EVAL_SEQS;
     const int64_t lo = (int64_t)r * E / R, hi = (int64_t)(r + 1) * E / R;
     double sums[2] = {0.0, 0.0};
@@ -317,7 +329,7 @@ static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
             sums[k] += s;
         }
     }
-    DD2_TRY(dd2_allreduce_sum_f64(sums, 2, MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_allreduce_sum_f64(sums, 2, tr->comm, st));
     const double points = (double)E * n * tr->draws;
     *gts = sums[0] / points;
     *diff = sums[1] / points;
@@ -328,13 +340,13 @@ static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_chec
 
 static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
-    DD2_TRY(dd2_check_replicas(tr->params, tr->a.tab.numel, "initial ardiff weights", MPI_COMM_WORLD, st));
+    DD2_TRY(dd2_check_replicas(tr->params, tr->a.tab.numel, "initial ardiff weights", tr->comm, st));
     DD2_TRY(resume(tr, dir, st));
     dd2_info0("ardiff: %.2fM parameters (head %.2fM), loss %s, %ld steps (%ld per epoch of %lld teacher samples), "
-              "global batch %d x %d draws over %d rank%s%s",
+              "global batch %d x %d draws over %d learner%s%s",
               (double)tr->a.tab.numel / 1e6, (double)(tr->a.head.off_end - tr->a.head.off_begin) / 1e6,
               cfg->ardiff.loss == DD2_ARDIFF_LOSS_GTS ? "gts" : "diffusion", tr->steps, tr->steps_per_epoch,
-              (long long)tr->N, tr->B, tr->draws, tr->ctx->env->size, tr->ctx->env->size == 1 ? "" : "s",
+              (long long)tr->N, tr->B, tr->draws, tr->size, tr->size == 1 ? "" : "s",
               cfg->ardiff.head_only_steps > 0 ? " (head only first)" : "");
     dd2_train_log lg;
     dd2_train_log_begin(&lg, tr->ctx, "ardiff", (long)tr->step, tr->steps);
@@ -350,7 +362,7 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
         int stop;
-        DD2_TRY(dd2_train_boundary(cfg, MPI_COMM_WORLD, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
+        DD2_TRY(dd2_train_boundary(cfg, tr->comm, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
         if (stop) {
             dd2_train_log_end(&lg);
             return DD2_OK;
@@ -360,32 +372,58 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
     return save_checkpoint(tr, dir, st);
 }
 
-int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
-    trainer tr;
-    memset(&tr, 0, sizeof tr);
-    char dir[1100], final_path[1200];
-    int rc = dd2_stage_files(ctx, "ardiff", "ardiff.h5", dir, sizeof dir, final_path, sizeof final_path, st);
-    if (rc == DD2_OK) rc = trainer_setup(&tr, ctx, st);
+/* A learner: setup, training, the evaluation, the final file; the link is closed on every path. */
+static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *roles, const char *dir,
+                       const char *final_path, dd2_status *st) {
+    int rc = trainer_setup(tr, lctx, roles, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);
     double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
-    if (rc == DD2_OK) rc = run_training(&tr, dir, &final_loss, st);
+    if (rc == DD2_OK) rc = run_training(tr, dir, &final_loss, st);
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     const double train_s = dd2_now() - t0;
-    if (rc == DD2_OK && !stopped) rc = eval_losses(&tr, &eval_gts, &eval_diff, st);
+    if (rc == DD2_OK && !stopped) rc = eval_losses(tr, &eval_gts, &eval_diff, st);
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
+        *st = st2;
+        rc = st2.code;
+    }
     if (rc == DD2_OK && !stopped) {
         dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "
                   "diffusion target (mean ||v - v*||^2 / C)", train_s, eval_gts, eval_diff);
         char fields[160];
         snprintf(fields, sizeof fields, "\"eval_gts_loss\": %.6f, \"eval_diffusion_loss\": %.6f, \"seconds\": %.1f",
                  eval_gts, eval_diff, train_s);
-        rc = dd2_metrics_append(ctx, "ardiff", (long)tr.step, fields, st);
+        rc = dd2_metrics_append(lctx, "ardiff", (long)tr->step, fields, st);
     }
-    if (rc == DD2_OK && !stopped && ctx->env->rank == 0)
-        rc = dd2_ardiff_save(final_path, &tr.a, tr.params, ctx->cfg->ardiff.loss, tr.step, final_loss, st);
+    if (rc == DD2_OK && !stopped && tr->rank == 0)
+        rc = dd2_ardiff_save(final_path, &tr->a, tr->params, lctx->cfg->ardiff.loss, tr->step, final_loss, st);
     rc = dd2_agree(rc, "ardiff", st);
     if (rc == DD2_OK && !stopped) dd2_info0("ardiff: wrote %s", final_path);
+    return rc;
+}
+
+int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
+    char dir[1100], final_path[1200];
+    dd2_roles roles;
+    int rc = dd2_stage_files(ctx, "ardiff", "ardiff.h5", dir, sizeof dir, final_path, sizeof final_path, st);
+    if (rc == DD2_OK) rc = dd2_stage_roles(ctx, "ardiff", &roles, st);
+    if (rc != DD2_OK) {
+        st->collective = 1;
+        return rc;
+    }
+    if (roles.is_worker) {
+        rc = dd2_score_worker_stage(ctx, &roles, "ardiff", NULL, st);
+    } else {
+        trainer tr;
+        memset(&tr, 0, sizeof tr);
+        dd2_stage_ctx lctx = *ctx;
+        lctx.comm = roles.learners;
+        rc = run_learner(&tr, &lctx, &roles, dir, final_path, st);
+        trainer_free(&tr);
+    }
     st->collective = 1;
-    trainer_free(&tr);
+    dd2_roles_free(&roles);
     return rc;
 }

@@ -30,9 +30,6 @@
 #include "core/signals.h"
 #include "core/progress.h"
 #include "dist/collectives.h"
-#include "dist/roles.h"
-#include "dist/score_link.h"
-#include "dist/score_service.h"
 #include "io/ckpt.h"
 #include "model/csd.h"
 #include "model/fid.h"
@@ -42,6 +39,7 @@
 #include "train/fid_stage.h"
 #include "train/generate.h"
 #include "train/generate_onestep.h"
+#include "train/score_roles.h"
 #include "train/teacher_io.h"
 #include "train/token_data.h"
 #include "train/train_loop.h"
@@ -187,9 +185,9 @@ static void setup_eval(trainer *tr) {
     tr->eval_on = on;
 }
 
-/* A learner's setup. ctx->comm is the learners' communicator; `worker` is the world rank of its
- * teacher-score worker, or −1 for the colocated service. */
-static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, int worker, dd2_status *st) {
+/* A learner's setup. ctx->comm is the learners' communicator; roles->worker is the world rank of
+ * its teacher-score worker, or −1 for the colocated service. */
+static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_status *st) {
     const dd2_config *cfg = ctx->cfg;
     tr->ctx = ctx;
     tr->cfg = cfg;
@@ -198,7 +196,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, int worker, dd2_
     MPI_Comm_size(tr->comm, &tr->size);
     DD2_TRY(dd2_token_data_load(ctx, &tr->td, st));
     const dd2_token_data *d = &tr->td;
-    const int need_teacher = worker < 0 || cfg->distill.init == DD2_DISTILL_INIT_TEACHER;
+    const int need_teacher = roles->worker < 0 || cfg->distill.init == DD2_DISTILL_INIT_TEACHER;
     if (need_teacher) DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
     DD2_TRY(dd2_ardiff_init(&tr->net, cfg, &d->cb, d->gh, d->gw, st));
     const int R = tr->size, r = tr->rank;
@@ -238,16 +236,11 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, int worker, dd2_
     DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->net, bl, tr->m, st));
     DD2_TRY(dd2_csd_work_alloc(&tr->cw, bl, n, C, tr->m, cfg->distill.csd.grad == DD2_CSD_GRAD_SID, st));
     DD2_TRY(init_generator(tr, st));
-    if (worker < 0) {
-        const dd2_sampling samp = dd2_sampling_from_config(cfg);
-        DD2_TRY(dd2_score_server_init(&tr->srv, &tr->t, tr->tparams, &d->cb, &samp,
-                                      cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED, st));
-        dd2_score_link_local(&tr->link, &tr->srv);
-    } else {
-        dd2_teacher_free(&tr->t); /* init: teacher needed it only for the weights */
+    DD2_TRY(dd2_score_learner_link(cfg, roles, &tr->t, tr->tparams, &d->cb, &tr->srv, &tr->link, st));
+    if (roles->worker >= 0 && tr->tparams) { /* init: teacher needed it only for the weights */
+        dd2_teacher_free(&tr->t);
         free(tr->tparams);
         tr->tparams = NULL;
-        dd2_score_link_mpi(&tr->link, MPI_COMM_WORLD, worker);
     }
     memcpy(tr->pp, tr->gp, numel * sizeof(float));
     memcpy(tr->gema, tr->gp, numel * sizeof(float));
@@ -334,7 +327,7 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
     draw_batch(tr, g, tr->eps, r.y, r.t, tr->gdraw);
     dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
-    dd2_csd_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
+    dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
     DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
     tr->sec_gen += dd2_now() - t0;
     return DD2_OK;
@@ -684,44 +677,11 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     return save_checkpoint(tr, dir, st);
 }
 
-/* A teacher-score worker: load the teacher, serve the learners until each says stop. */
-static int run_worker(const dd2_stage_ctx *ctx, const dd2_roles *roles, dd2_worker_stats *ws, dd2_status *st) {
-    dd2_token_data td;
-    dd2_teacher t;
-    float *tparams = NULL;
-    dd2_score_server srv;
-    memset(&td, 0, sizeof td);
-    memset(&t, 0, sizeof t);
-    memset(&srv, 0, sizeof srv);
-    int rc = dd2_token_data_load(ctx, &td, st);
-    if (rc == DD2_OK) rc = dd2_teacher_load(ctx, &td, &t, &tparams, st);
-    if (rc == DD2_OK) {
-        const dd2_sampling samp = dd2_sampling_from_config(ctx->cfg);
-        rc = dd2_score_server_init(&srv, &t, tparams, &td.cb, &samp,
-                                   ctx->cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED, st);
-    }
-    rc = dd2_agree(rc, "distill", st); /* the learners' setup agrees at the same point */
-    if (rc == DD2_OK) {
-        rc = dd2_score_worker_run(&srv, MPI_COMM_WORLD, roles->served, roles->n_served, ws, st);
-        dd2_info("distill: teacher-score worker: %ld requests from %d learner%s in %.1fs: busy %.1fs (%.0f%%), idle "
-                 "%.1fs; %.1f MB in, %.1f MB out",
-                 ws->served, roles->n_served, roles->n_served == 1 ? "" : "s", ws->total_s, ws->busy_s,
-                 ws->total_s > 0 ? 100.0 * ws->busy_s / ws->total_s : 0.0, ws->idle_s, (double)ws->bytes_in / 1e6,
-                 (double)ws->bytes_out / 1e6);
-    }
-    rc = dd2_agree(rc, "distill", st); /* the learners' end */
-    dd2_score_server_free(&srv);
-    dd2_teacher_free(&t);
-    free(tparams);
-    dd2_token_data_free(&td);
-    return rc;
-}
-
 /* A learner: train; the link to the teacher-score service is closed on every path (the worker
  * serves until each of its learners says stop). */
 static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *roles, const char *dir,
                        const char *final_path, double *loop_s, dd2_status *st) {
-    int rc = trainer_setup(tr, lctx, roles->worker, st);
+    int rc = trainer_setup(tr, lctx, roles, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "distill", st);
     tr->last_fid = NAN;
@@ -785,21 +745,18 @@ int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill
     char dir[1100], final_path[1200];
     dd2_roles roles;
     int rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
-    if (rc == DD2_OK) rc = dd2_roles_init(&roles, ctx->cfg->dist.teacher_ranks, "distill", st);
-    else memset(&roles, 0, sizeof roles), roles.learners = MPI_COMM_NULL;
-    if (rc != DD2_OK) { /* the same on every rank: the layout comes from the config and the world size */
+    if (rc == DD2_OK) rc = dd2_stage_roles(ctx, "distill", &roles, st);
+    if (rc != DD2_OK) {
         st->collective = 1;
-        dd2_roles_free(&roles);
         return rc;
     }
-    dd2_roles_print(&roles, ctx->env, "distill");
     dd2_worker_stats ws;
     memset(&ws, 0, sizeof ws);
     trainer tr;
     memset(&tr, 0, sizeof tr);
     double loop_s = 0.0;
     if (roles.is_worker) {
-        rc = run_worker(ctx, &roles, &ws, st);
+        rc = dd2_score_worker_stage(ctx, &roles, "distill", &ws, st);
     } else {
         dd2_stage_ctx lctx = *ctx;
         lctx.comm = roles.learners;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Process layouts of `dd2 distill` (docs/distributed.md): colocated (dist.teacher_ranks = 0) and
 # split (the last T ranks serve teacher scores, the others learn) agree with the one-process run
-# for the same global batch (to 1e-4: a rank's BLAS threads depend on the ranks per node, so
+# for the same global batch, in stage 1 (ardiff) and stage 2 (distill) (to 1e-4: a rank's BLAS threads depend on the ranks per node, so
 # results across process counts differ in rounding); overlap on and off give bitwise the same weights; a checkpoint made
 # by 2 learners resumes with 1 and with 3; a layout with no learner is refused (exit 2).
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +24,15 @@ expect_exit prepare_vq 0 run base 1 0 vq
 expect_exit prepare_teacher 0 run base 1 0 teacher
 expect_exit prepare_teacher_sample 0 run base 1 0 teacher-sample
 expect_exit prepare_ardiff 0 run base 1 0 ardiff
-for r in np2t1 np2t1seq np3t1 np4t2 np3t2 sid1 sid2 resume1 resume3; do cp -r "$tmp/base" "$tmp/$r"; done
+# stage 1 uses the same roles: 2 learners + 1 worker give bitwise the weights of 2 colocated learners
+for r in ard2 ard3; do cp -r "$tmp/base" "$tmp/$r"; rm -rf "$tmp/$r/ardiff"; done
+expect_exit ardiff_np2_t0 0 run ard2 2 0 ardiff
+expect_exit ardiff_np3_t1 0 run ard3 3 1 ardiff
+expect_contains ardiff_worker_served "ardiff: teacher-score worker:"
+expect_exit ardiff_worker_bitwise 0 "$H5CMP" "$tmp/ard2/ardiff/ardiff.h5" "$tmp/ard3/ardiff/ardiff.h5" params 0
+echo "  $out"
+
+for r in np2t0 np2t1 np2t1seq np3t1 np4t2 np3t2 sid1 sid2 resume1 resume3; do cp -r "$tmp/base" "$tmp/$r"; done
 
 expect_exit base_np1 0 run base 1 0 distill
 expect_exit np2_t1 0 run np2t1 2 1 distill
@@ -38,6 +46,8 @@ expect_contains np3_t2_idle_worker "teacher-score worker: 0 requests from 0 lear
 h5same np2_t1_matches_np1 np2t1 1e-4
 expect_exit overlap_bitwise 0 "$H5CMP" "$tmp/np2t1/$f" "$tmp/np2t1seq/$f" params 0
 h5same np3_t1_matches_np1 np3t1 1e-4
+expect_exit np2_t0 0 run np2t0 2 0 distill
+expect_exit np3_t1_bitwise_np2_colocated 0 "$H5CMP" "$tmp/np2t0/$f" "$tmp/np3t1/$f" params 0
 h5same np4_t2_matches_np1 np4t2 1e-4
 h5same np3_t2_matches_np1 np3t2 1e-4
 

@@ -218,10 +218,17 @@ static void loss_fd_case(int input_map, int loss) {
         logp[i * V + (tok[i] + 1) % V] = -INFINITY;
     }
     dd2_ardiff_draw(3, 0, B, n, m, C, 0.2f, 0.9f, w.t, w.eps);
+    /* the teacher's answer at the noised points, as the score service computes it (GTS only) */
+    float *xall = malloc((size_t)P * C * sizeof(float)), *muall = malloc((size_t)P * C * sizeof(float));
+    int *rows = malloc((size_t)P * sizeof(int));
+    for (int p = 0; p < P; p++) rows[p] = p / m;
+    dd2_ardiff_noised_points(q, w.t, w.eps, B, n, m, C, xall);
+    dd2_mixture_posterior(&mx, logp, rows, xall, w.t, (size_t)P, muall, NULL);
+    const float *mu_in = loss == DD2_ARDIFF_LOSS_GTS ? muall : NULL;
     const float scale = 1.0f / (float)P;
     float *g = malloc(numel * sizeof(float)), *g0 = malloc(numel * sizeof(float));
     for (size_t i = 0; i < numel; i++) g0[i] = g[i] = (float)urand();
-    const double L = dd2_ardiff_loss(a, fx.params, g, 1, &w, loss, &mx, logp, q, y, w.t, w.eps, B, m, scale);
+    const double L = dd2_ardiff_loss(a, fx.params, g, 1, &w, mu_in, q, y, w.t, w.eps, B, m, scale);
     CHECK(isfinite(L) && L > 0);
     for (size_t i = 0; i < numel; i++) g[i] -= g0[i];
     {   /* the value, assembled point by point: point p = (b·n + i)·m + j reads row b·n + i */
@@ -263,9 +270,9 @@ static void loss_fd_case(int input_map, int loss) {
             if (fabsf(g[j]) > fabsf(g[best])) best = j;
         const float save = fx.params[best], h = 1e-2f;
         fx.params[best] = save + h;
-        double lp = dd2_ardiff_loss(a, fx.params, NULL, 1, &w, loss, &mx, logp, q, y, w.t, w.eps, B, m, scale);
+        double lp = dd2_ardiff_loss(a, fx.params, NULL, 1, &w, mu_in, q, y, w.t, w.eps, B, m, scale);
         fx.params[best] = save - h;
-        double lm = dd2_ardiff_loss(a, fx.params, NULL, 1, &w, loss, &mx, logp, q, y, w.t, w.eps, B, m, scale);
+        double lm = dd2_ardiff_loss(a, fx.params, NULL, 1, &w, mu_in, q, y, w.t, w.eps, B, m, scale);
         fx.params[best] = save;
         const double fd = (lp - lm) * scale / (2 * h), an = g[best];
         const double err = fabs(fd - an) / fmax(fabs(an), 1e-2);
@@ -279,7 +286,7 @@ static void loss_fd_case(int input_map, int loss) {
     /* head only: the backbone gradient stays untouched, the head's is bitwise the full one */
     float *h = malloc(numel * sizeof(float));
     memcpy(h, g0, numel * sizeof(float));
-    double L2 = dd2_ardiff_loss(a, fx.params, h, 0, &w, loss, &mx, logp, q, y, w.t, w.eps, B, m, scale);
+    double L2 = dd2_ardiff_loss(a, fx.params, h, 0, &w, mu_in, q, y, w.t, w.eps, B, m, scale);
     CHECK(L2 == L);
     int bb_same = 1, head_same = 1;
     for (size_t i = a->bb.off_begin; i < a->bb.off_end; i++) bb_same &= h[i] == g0[i];
@@ -287,6 +294,9 @@ static void loss_fd_case(int input_map, int loss) {
     CHECK(bb_same);
     CHECK(head_same);
     free(h);
+    free(xall);
+    free(muall);
+    free(rows);
     free(g);
     free(g0);
     free(q);

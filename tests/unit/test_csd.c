@@ -99,7 +99,7 @@ static double csd_loss(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw, const dd
     static float xt[P * C], a[P * C], cov[P * C * C];
     int row[P];
     for (int p = 0; p < P; p++) row[p] = p / M;
-    dd2_csd_noised_points(tc->q, tc->t, tc->eps, B, N, M, C, xt);
+    dd2_ardiff_noised_points(tc->q, tc->t, tc->eps, B, N, M, C, xt);
     dd2_mixture_posterior(&tc->mx, tc->logp, row, xt, tc->t, P, a, cov);
     return dd2_csd_generator_loss(&tc->net, tc->params, pw, cw, a, o->grad == DD2_CSD_GRAD_SID ? cov : NULL, tc->q,
                                   tc->y, tc->t, xt, B, M, o, scale, dq, stats);
