@@ -54,7 +54,6 @@ enum dd2_distill_init { DD2_DISTILL_INIT_ARDIFF, DD2_DISTILL_INIT_TEACHER, DD2_D
 enum dd2_csd_grad { DD2_CSD_GRAD_SID, DD2_CSD_GRAD_DMD };                    /* distill.csd.grad */
 enum dd2_feature_net { DD2_FEATURE_NET_CLASSIFIER, DD2_FEATURE_NET_INCEPTION }; /* eval.features.net */
 enum dd2_resume { DD2_RESUME_AUTO, DD2_RESUME_NEVER };                        /* checkpoint.resume */
-enum dd2_transport { DD2_TRANSPORT_AUTO, DD2_TRANSPORT_MPI, DD2_TRANSPORT_NCCL }; /* dist.transport */
 /* log.level holds DD2_LOG_QUIET / DD2_LOG_INFO / DD2_LOG_DEBUG from core/log.h */
 
 /* One section per pipeline concern; `dd2 config --schema` (or docs/config.md) documents each key. */
@@ -202,9 +201,6 @@ typedef struct dd2_config {
         int teacher_ranks;
         bool overlap;
         int max_bad_steps;
-        int transport;     /* enum dd2_transport */
-        bool zero1;
-        double watchdog_s;
     } dist;
     struct {
         int every;

@@ -64,8 +64,6 @@ static const char *const csd_grad_names[] = {[DD2_CSD_GRAD_SID] = "sid", [DD2_CS
 static const char *const feature_net_names[] = {[DD2_FEATURE_NET_CLASSIFIER] = "classifier",
                                                 [DD2_FEATURE_NET_INCEPTION] = "inception", NULL};
 static const char *const resume_names[] = {[DD2_RESUME_AUTO] = "auto", [DD2_RESUME_NEVER] = "never", NULL};
-static const char *const transport_names[] = {[DD2_TRANSPORT_AUTO] = "auto", [DD2_TRANSPORT_MPI] = "mpi",
-                                              [DD2_TRANSPORT_NCCL] = "nccl", NULL};
 static const char *const log_level_names[] = {[DD2_LOG_QUIET] = "quiet", [DD2_LOG_INFO] = "info", [DD2_LOG_DEBUG] = "debug", NULL};
 
 const dd2_cfg_key dd2_cfg_schema[] = {
@@ -202,9 +200,6 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("dist.teacher_ranks", dist.teacher_ranks, 0, 1048576, "0", "MPI ranks serving teacher scores, the last ranks (0: each learner computes its own)"),
     K_BOOL("dist.overlap", dist.overlap, "true", "learners do the guidance updates while the teacher scores the generator batch"),
     K_INT("dist.max_bad_steps", dist.max_bad_steps, 1, IMAX, "10", "stop after this many NaN/Inf steps in a row"),
-    K_ENUM("dist.transport", dist.transport, transport_names, "auto", "score stream and all-reduce: NCCL in CUDA builds, MPI otherwise (auto)"),
-    K_BOOL("dist.zero1", dist.zero1, "false", "shard the optimizer state among learners (ZeRO-1)"),
-    K_FLOAT("dist.watchdog_s", dist.watchdog_s, 0, NO_MAX, OPEN_MIN, "600", "abort when a collective waits longer than this (seconds)"),
 
     /* log */
     K_INT("log.every", log.every, 1, IMAX, "10", "progress line every N steps"),
