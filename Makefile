@@ -114,6 +114,11 @@ $(BUILD)/src/model/ops_cpu_f32.o: CFLAGS += -O3
 test: all
 	@bash tests/run.sh
 
+# the Slurm tests: a one-node Slurm in a temporary directory (tests/slurm/run.sh; SKIP without Slurm)
+.PHONY: slurm-test
+slurm-test: $(BUILD)/dd2 $(TOOL_BINS)
+	@bash tests/slurm/run.sh
+
 run: $(BUILD)/dd2
 	@bash tools/run.sh $(CONFIG)
 

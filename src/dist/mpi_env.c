@@ -1,5 +1,7 @@
 #include "dist/mpi_env.h"
 
+#include "dist/launch_check.h"
+
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@ int dd2_mpi_start(int *argc, char ***argv, dd2_mpi_env *env, dd2_status *st) {
     MPI_Initialized(&initialized);
     if (!initialized) {
         if (!launched_by_mpi_launcher()) {
+            DD2_TRY(dd2_launch_check(1, st)); /* srun without PMIx: each task would be a singleton */
             /* singleton: the shared-memory transports start 2-3x faster than the default probe */
             setenv("OMPI_MCA_pml", "ob1", 0);
             setenv("OMPI_MCA_btl", "self,vader", 0);
@@ -27,6 +30,8 @@ int dd2_mpi_start(int *argc, char ***argv, dd2_mpi_env *env, dd2_status *st) {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &env->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &env->size);
+    int launch_rc = dd2_launch_check(env->size, st);
+    if (launch_rc != DD2_OK) { dd2_mpi_stop(env); return launch_rc; }
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env->rank, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &env->local_rank);
