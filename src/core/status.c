@@ -24,6 +24,7 @@ int dd2_status_fail(dd2_status *st, int code, const char *file, int line, const 
                     const char *fmt, ...) {
     if (!st) return code;
     st->code = code;
+    st->collective = 0; /* a new failure is this rank's until the caller knows every rank shares it */
     st->file = file;
     st->line = line;
     st->func = func;

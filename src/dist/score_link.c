@@ -1,6 +1,7 @@
 /* Teacher-score transport: local and MPI backends, the worker loop (dist/score_link.h). */
 #include "dist/score_link.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,12 @@ int dd2_score_link_post(dd2_score_link *l, dd2_score_msg *req, dd2_status *st) {
     dd2_score_hdr *h = dd2_score_hdr_of(req);
     if (h->kind != DD2_SCORE_REQ && h->kind != DD2_SAMPLE_REQ)
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "score link: message kind %u is not a request", h->kind);
+    if (l->kind == DD2_LINK_MPI && (h->bytes > INT_MAX || reply_bytes(h) > INT_MAX))
+        return DD2_FAIL(st, DD2_ERR_INPUT, "score link: a request of %llu bytes (reply %zu) is over the 2 GiB an MPI "
+                        "message may carry here; use a smaller batch per learner or fewer draws",
+                        (unsigned long long)h->bytes, reply_bytes(h));
     h->id = l->next_id++;
+    l->sent = *h;
     l->requests++;
     l->bytes_sent += h->bytes;
     l->in_flight = 1;
@@ -91,9 +97,15 @@ int dd2_score_link_wait(dd2_score_link *l, int want, const dd2_score_msg **rep, 
     }
     l->bytes_recv += len;
     DD2_TRY(dd2_score_msg_check(&l->rep, len, want, st));
-    if (dd2_score_hdr_of(&l->rep)->id != id)
+    const dd2_score_hdr *r = dd2_score_hdr_of(&l->rep), *q = &l->sent;
+    if (r->id != id)
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "score link: reply to request %llu, expected %llu",
-                        (unsigned long long)dd2_score_hdr_of(&l->rep)->id, (unsigned long long)id);
+                        (unsigned long long)r->id, (unsigned long long)id);
+    if (r->B != q->B || r->n != q->n || r->C != q->C || r->m != q->m ||
+        (r->flags & DD2_SCORE_WANT_COV) != (q->flags & DD2_SCORE_WANT_COV))
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "score link: reply of shape B=%d n=%d C=%d m=%d flags %u to a request of "
+                        "B=%d n=%d C=%d m=%d flags %u", r->B, r->n, r->C, r->m, r->flags, q->B, q->n, q->C, q->m,
+                        q->flags);
     *rep = &l->rep;
     return DD2_OK;
 }
@@ -130,43 +142,53 @@ int dd2_score_worker_run(dd2_score_server *srv, MPI_Comm comm, const int *learne
     dd2_worker_stats ws = {0};
     const double start = dd2_now();
     while (left > 0 && rc == DD2_OK) {
-        for (int j = 0; j < nl && rc == DD2_OK; j++) {
-            if (!active[j]) continue;
-            const double t0 = dd2_now();
-            MPI_Status s;
-            int count = 0, err = MPI_Probe(learners[j], DD2_TAG_SCORE_REQ, comm, &s);
-            if (err == MPI_SUCCESS) MPI_Get_count(&s, MPI_BYTE, &count);
-            if (err == MPI_SUCCESS && (rc = dd2_score_msg_reserve(&req, (size_t)count, st)) != DD2_OK) break;
-            if (err == MPI_SUCCESS)
-                err = MPI_Recv(req.buf, count, MPI_BYTE, learners[j], DD2_TAG_SCORE_REQ, comm, MPI_STATUS_IGNORE);
-            ws.idle_s += dd2_now() - t0;
-            if (err != MPI_SUCCESS) {
-                rc = mpi_fail(st, err, "receiving a request", learners[j]);
+        const double t0 = dd2_now();
+        MPI_Status s;
+        int count = 0, j = -1, err = MPI_Probe(MPI_ANY_SOURCE, DD2_TAG_SCORE_REQ, comm, &s);
+        if (err == MPI_SUCCESS) {
+            MPI_Get_count(&s, MPI_BYTE, &count);
+            for (int k = 0; k < nl; k++)
+                if (learners[k] == s.MPI_SOURCE) j = k;
+            if (j < 0 || !active[j]) {
+                rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "score worker: a request from rank %d, which is not one of its "
+                              "active learners", s.MPI_SOURCE);
                 break;
             }
-            /* the previous reply to this learner has been received (it waited before posting) */
-            MPI_Wait(&sends[j], MPI_STATUS_IGNORE);
-            dd2_status err_st;
-            dd2_status_clear(&err_st);
-            int r = dd2_score_msg_check(&req, (size_t)count, 0, &err_st);
-            const dd2_score_hdr *h = dd2_score_hdr_of(&req);
-            if (r == DD2_OK && h->kind == DD2_SCORE_STOP) {
-                active[j] = 0, left--;
-                continue;
+            if (count < 0) {
+                rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "score worker: a request from rank %d over 2 GiB", s.MPI_SOURCE);
+                break;
             }
-            if (r == DD2_OK) r = dd2_score_serve(srv, &req, &reps[j], &err_st);
-            if (r != DD2_OK) {
-                if (first_err.code == DD2_OK) first_err = err_st;
-                dd2_score_hdr fallback = {0};
-                if (count >= (int)sizeof fallback) fallback = *h;
-                if ((rc = dd2_score_msg_error(&reps[j], &fallback, &err_st, st)) != DD2_OK) break;
-            }
-            const dd2_score_hdr *rh = dd2_score_hdr_of(&reps[j]);
-            err = MPI_Isend(reps[j].buf, (int)rh->bytes, MPI_BYTE, learners[j], DD2_TAG_SCORE_REP, comm, &sends[j]);
-            if (err != MPI_SUCCESS) rc = mpi_fail(st, err, "sending a reply", learners[j]);
+            if ((rc = dd2_score_msg_reserve(&req, (size_t)count, st)) != DD2_OK) break;
+            err = MPI_Recv(req.buf, count, MPI_BYTE, s.MPI_SOURCE, DD2_TAG_SCORE_REQ, comm, MPI_STATUS_IGNORE);
         }
+        ws.idle_s += dd2_now() - t0;
+        if (err != MPI_SUCCESS) {
+            rc = mpi_fail(st, err, "receiving a request", s.MPI_SOURCE);
+            break;
+        }
+        /* the previous reply to this learner has been received (it waited before posting) */
+        MPI_Wait(&sends[j], MPI_STATUS_IGNORE);
+        dd2_status err_st;
+        dd2_status_clear(&err_st);
+        int r = dd2_score_msg_check(&req, (size_t)count, 0, &err_st);
+        const dd2_score_hdr *h = dd2_score_hdr_of(&req);
+        if (r == DD2_OK && h->kind == DD2_SCORE_STOP) {
+            active[j] = 0, left--;
+            continue;
+        }
+        if (r == DD2_OK) r = dd2_score_serve(srv, &req, &reps[j], &err_st);
+        if (r != DD2_OK) {
+            if (first_err.code == DD2_OK) first_err = err_st;
+            dd2_score_hdr fallback = {0};
+            if (count >= (int)sizeof fallback) fallback = *h;
+            if ((rc = dd2_score_msg_error(&reps[j], &fallback, &err_st, st)) != DD2_OK) break;
+        }
+        const dd2_score_hdr *rh = dd2_score_hdr_of(&reps[j]);
+        err = MPI_Isend(reps[j].buf, (int)rh->bytes, MPI_BYTE, learners[j], DD2_TAG_SCORE_REP, comm, &sends[j]);
+        if (err != MPI_SUCCESS) rc = mpi_fail(st, err, "sending a reply", learners[j]);
     }
     MPI_Waitall(nl, sends, MPI_STATUSES_IGNORE);
+    ws.internal = rc != DD2_OK;
     ws.served = srv->served;
     ws.busy_s = srv->busy_s;
     ws.bytes_in = srv->bytes_in;

@@ -14,13 +14,18 @@
  *   Messages are MPI_BYTE; tags DD2_TAG_SCORE_REQ / DD2_TAG_SCORE_REP.
  *   The NCCL backend (CUDA builds) will take the same place.
  *
- * The worker side, dd2_score_worker_run: serves the learners given, in a fixed round-robin order
- * (learner 0's next request, then learner 1's, ...), until each has sent STOP. Every learner
- * sends exactly one request per step and waits for its reply before the next, so the fixed order
- * cannot deadlock. Replies go out with MPI_Isend from one buffer per learner (a buffer is reused
- * only after its previous send completed), so the worker never waits for a learner to receive.
+ * The worker side, dd2_score_worker_run: serves the learners given, each request as it arrives
+ * (MPI_ANY_SOURCE; a request from a rank that is not one of its learners is an error), until each
+ * has sent STOP. A learner has at most one request in flight and each reply depends only on its
+ * request, so the order of service changes no result, and no learner can be starved or wait on
+ * another one — even when learners send different numbers of requests (e.g. uneven evaluation
+ * slices). Replies go out with MPI_Isend from one buffer per learner (a buffer is reused only
+ * after its previous send completed), so the worker never waits for a learner to receive.
  * A request the service cannot answer gets an ERROR reply (the learner's wait returns the
- * worker's message); the worker keeps serving and returns the first such error at the end.
+ * worker's message); the worker keeps serving and returns the first such error at the end
+ * (stats->internal = 0). A failure of the worker itself (out of memory, MPI, a message over
+ * 2 GiB) returns at once with stats->internal = 1: its learners can no longer be served, so the
+ * caller must not wait for them (the driver aborts the job).
  */
 #ifndef DD2_DIST_SCORE_LINK_H
 #define DD2_DIST_SCORE_LINK_H
@@ -45,6 +50,7 @@ typedef struct dd2_score_link {
     MPI_Request rq[2];
     MPI_Status ss[2];      /* their statuses once complete */
     int in_flight, complete;
+    dd2_score_hdr sent;    /* the header of the request in flight (the reply must echo it) */
     int failed;            /* local: the request failed, st_local holds why */
     dd2_status st_local;
     dd2_score_msg rep;
@@ -74,6 +80,7 @@ int dd2_score_link_close(dd2_score_link *l, dd2_status *st);
 
 /* Worker statistics: requests served, seconds serving, seconds idle (waiting for requests). */
 typedef struct dd2_worker_stats {
+    int internal;      /* the worker itself failed (see above) */
     long served;
     double busy_s, idle_s, total_s;
     uint64_t bytes_in, bytes_out;

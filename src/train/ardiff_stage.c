@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/signals.h"
 #include "core/rng.h"
@@ -239,6 +240,7 @@ static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd
     double sum = 0.0;
     DD2_TRY(batch_loss(tr, cfg->ardiff.loss, tr->hi - tr->lo, (uint64_t)tr->step * tr->B + (uint64_t)tr->lo,
                        tr->grads, train_bb, (float)(1.0 / points), &sum, st));
+    dd2_fault_poison("ardiff", (long)tr->step, tr->grads);
     if (train_bb) {
         DD2_TRY(dd2_allreduce_sum_f32(tr->grads, numel, tr->comm, st));
     } else {
@@ -378,6 +380,8 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     int rc = trainer_setup(tr, lctx, roles, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);
+    const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
+    if (rc != DD2_OK) st->collective = 1;
     double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
     if (rc == DD2_OK) rc = run_training(tr, dir, &final_loss, st);
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
@@ -385,10 +389,12 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     if (rc == DD2_OK && !stopped) rc = eval_losses(tr, &eval_gts, &eval_diff, st);
     dd2_status st2;
     dd2_status_clear(&st2);
+    if (!serving) tr->link.comm = MPI_COMM_NULL; /* nobody to tell */
     if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
         *st = st2;
         rc = st2.code;
     }
+    if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
     if (rc == DD2_OK && !stopped) {
         dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "
                   "diffusion target (mean ||v - v*||^2 / C)", train_s, eval_gts, eval_diff);
@@ -399,7 +405,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     }
     if (rc == DD2_OK && !stopped && tr->rank == 0)
         rc = dd2_ardiff_save(final_path, &tr->a, tr->params, lctx->cfg->ardiff.loss, tr->step, final_loss, st);
-    rc = dd2_agree(rc, "ardiff", st);
+    rc = dd2_stage_end_agree(rc, "ardiff", st);
     if (rc == DD2_OK && !stopped) dd2_info0("ardiff: wrote %s", final_path);
     return rc;
 }
@@ -423,7 +429,6 @@ int dd2_stage_ardiff(const dd2_stage_ctx *ctx, dd2_status *st) {
         rc = run_learner(&tr, &lctx, &roles, dir, final_path, st);
         trainer_free(&tr);
     }
-    st->collective = 1;
     dd2_roles_free(&roles);
     return rc;
 }

@@ -348,6 +348,7 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
     memset(tr->gg, 0, numel * sizeof(float));
     dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     dd2_fault_poison("distill", (long)tr->c[C_GEN_STEP], tr->gg);
+    DD2_TRY(dd2_fault_fail("distill", (long)tr->c[C_GEN_STEP], st));
     double sums[3] = {s.loss, s.omega, s.absdiff};
     DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st));
     DD2_TRY(dd2_allreduce_sum_f64(sums, 3, tr->comm, st));
@@ -406,6 +407,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     int all = rc;
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: ode-pair sampling failed on another rank");
+    if (all != DD2_OK) st->collective = 1;
     if (rc == DD2_OK) {
         dd2_progress_end(&prog, NULL);
         for (int k = 0; k < R; k++) {
@@ -558,6 +560,7 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
         int all = rc0;
         MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
         if (all != DD2_OK && rc0 == DD2_OK) rc0 = DD2_FAIL(st, all, "distill: the FID failed on rank 0");
+        if (all != DD2_OK) st->collective = 1;
         rc = rc0;
     }
     if (rc == DD2_OK) {
@@ -684,6 +687,8 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     int rc = trainer_setup(tr, lctx, roles, st);
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "distill", st);
+    const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
+    if (rc != DD2_OK) st->collective = 1;
     tr->last_fid = NAN;
     if (rc == DD2_OK) setup_eval(tr);
     const double t0 = dd2_now();
@@ -692,10 +697,12 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     dd2_status st2;
     dd2_status_clear(&st2);
     const double wait_s = tr->link.wait_s;
+    if (!serving) tr->link.comm = MPI_COMM_NULL; /* nobody to tell */
     if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
         *st = st2;
         rc = st2.code;
     }
+    if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     if (rc == DD2_OK && !stopped) {
         const double secs = dd2_now() - t0;
@@ -716,7 +723,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     if (rc == DD2_OK && !stopped && tr->rank == 0)
         rc = dd2_generator_save(final_path, &tr->net, tr->gema, tr->c[C_GEN_STEP], lctx->cfg->distill.init,
                                 lctx->cfg->distill.csd.grad, tr->last_fid, st);
-    rc = dd2_agree(rc, "distill", st);
+    rc = dd2_stage_end_agree(rc, "distill", st);
     if (rc == DD2_OK && !stopped) dd2_info0("distill: wrote %s", final_path);
     return rc;
 }
@@ -762,9 +769,8 @@ int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill
         lctx.comm = roles.learners;
         rc = run_learner(&tr, &lctx, &roles, dir, final_path, &loop_s, st);
     }
-    if (stats) gather_stats(&roles, &tr, &ws, loop_s, stats);
+    if (stats && (rc == DD2_OK || st->collective)) gather_stats(&roles, &tr, &ws, loop_s, stats);
     trainer_free(&tr);
-    st->collective = 1;
     dd2_roles_free(&roles);
     return rc;
 }

@@ -58,8 +58,9 @@ int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st) {
                                                                                             : "generator");
     const int use_ardiff = strcmp(model, "ardiff") == 0, use_gen = strcmp(model, "generator") == 0;
     if (strcmp(model, "teacher") != 0 && !use_ardiff && !use_gen) {
+        DD2_FAIL(st, DD2_ERR_INPUT, "sample: --model %s: expected teacher, ardiff or generator", model);
         st->collective = 1;
-        return DD2_FAIL(st, DD2_ERR_INPUT, "sample: --model %s: expected teacher, ardiff or generator", model);
+        return st->code;
     }
     const int k = ctx->steps > 0 ? ctx->steps : (cfg->sample.steps > 0 ? cfg->sample.steps : 1);
     dd2_token_data td;

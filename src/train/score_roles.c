@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/signals.h"
 #include "train/generate.h"
 #include "train/teacher_io.h"
 #include "train/token_data.h"
@@ -19,6 +20,15 @@ int dd2_stage_roles(const dd2_stage_ctx *ctx, const char *stage, dd2_roles *role
     }
     dd2_roles_print(roles, ctx->env, stage);
     return DD2_OK;
+}
+
+int dd2_stage_end_agree(int rc, const char *stage, dd2_status *st) {
+    int v[2] = {rc, dd2_stopped()};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (v[0] != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, v[0], "%s: another rank failed", stage);
+    if (v[1] && !dd2_stopped()) dd2_mark_stopped();
+    st->collective = 1;
+    return rc;
 }
 
 int dd2_score_learner_link(const dd2_config *cfg, const dd2_roles *roles, const dd2_teacher *t, const float *tparams,
@@ -53,19 +63,21 @@ int dd2_score_worker_stage(const dd2_stage_ctx *ctx, const dd2_roles *roles, con
                                    ctx->cfg->teacher.input == DD2_TEACHER_INPUT_QUANTIZED, st);
     }
     rc = dd2_agree(rc, stage, st); /* the learners' setup agrees at the same point */
+    int internal = 0;
     if (rc == DD2_OK) {
         rc = dd2_score_worker_run(&srv, MPI_COMM_WORLD, roles->served, roles->n_served, ws, st);
+        internal = ws->internal;
         dd2_info("%s: teacher-score worker: %ld requests from %d learner%s in %.1fs: busy %.1fs (%.0f%%), idle "
                  "%.1fs; %.1f MB in, %.1f MB out",
                  stage, ws->served, roles->n_served, roles->n_served == 1 ? "" : "s", ws->total_s, ws->busy_s,
                  ws->total_s > 0 ? 100.0 * ws->busy_s / ws->total_s : 0.0, ws->idle_s, (double)ws->bytes_in / 1e6,
                  (double)ws->bytes_out / 1e6);
     }
-    rc = dd2_agree(rc, stage, st); /* the learners' end */
+    if (!internal) rc = dd2_stage_end_agree(rc, stage, st); /* the learners' end */
+    else st->collective = 0;                                  /* learners wait on us: abort */
     dd2_score_server_free(&srv);
     dd2_teacher_free(&t);
     free(tparams);
     dd2_token_data_free(&td);
-    st->collective = 1;
     return rc;
 }

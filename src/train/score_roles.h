@@ -2,8 +2,11 @@
  * docs/distributed.md): the whole life of a worker in a stage, and a learner's link.
  *
  * Agreement protocol shared by both roles of a stage: one dd2_agree over the world after setup
- * (a failure anywhere stops everyone before any request is sent), one at the end (after the
- * learners have closed their links, so every worker has left its serving loop). */
+ * (a failure anywhere stops everyone before any request is sent), one dd2_stage_end_agree at the
+ * end (after the learners have closed their links, so every worker has left its serving loop).
+ * An error only some learners saw in between (not st->collective) is returned at once, without
+ * the end agreement: the others are blocked in a learners' collective, so the driver must abort
+ * the job (the same for a worker that failed itself). */
 #ifndef DD2_TRAIN_SCORE_ROLES_H
 #define DD2_TRAIN_SCORE_ROLES_H
 
@@ -22,6 +25,11 @@ int dd2_score_worker_stage(const dd2_stage_ctx *ctx, const dd2_roles *roles, con
  * caller, borrowed) and a local link; split: an MPI link to roles->worker (t unused). */
 int dd2_score_learner_link(const dd2_config *cfg, const dd2_roles *roles, const dd2_teacher *t, const float *tparams,
                            const dd2_vq_codebook *cb, dd2_score_server *srv, dd2_score_link *link, dd2_status *st);
+
+/* The end of a split stage on every rank (collective over the world): agree on the status and on
+ * a stop signal — a learner that stopped on a signal marks every rank stopped (dd2_mark_stopped),
+ * workers included, so the pipeline ends everywhere. Sets st->collective. */
+int dd2_stage_end_agree(int rc, const char *stage, dd2_status *st);
 
 /* Split the world by dist.teacher_ranks and print the layout; on a bad layout every rank returns
  * the same DD2_ERR_INPUT (collective). */

@@ -31,9 +31,12 @@ int dd2_train_ckpt_due(const dd2_config *cfg, long u, long total) {
 
 int dd2_train_bad_limit(const char *stage, const char *unit, int64_t bad, int max_bad, const char *hint,
                         dd2_status *st) {
-    if (max_bad > 0 && bad >= max_bad)
-        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: %lld %s in a row with a non-finite loss or gradient "
-                        "(dist.max_bad_steps = %d); lower %s?", stage, (long long)bad, unit, max_bad, hint);
+    if (max_bad > 0 && bad >= max_bad) {
+        DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: %lld %s in a row with a non-finite loss or gradient "
+                 "(dist.max_bad_steps = %d); lower %s?", stage, (long long)bad, unit, max_bad, hint);
+        st->collective = 1; /* the count comes from all-reduced sums: the same on every rank */
+        return st->code;
+    }
     return DD2_OK;
 }
 
