@@ -1,6 +1,7 @@
 /* Durable atomic file and directory replacement; see atomic_file.h for the protocol. */
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -166,4 +167,32 @@ int dd2_atomic_write_bytes(const char *path, const void *data, size_t len, dd2_s
 
 int dd2_atomic_write_text(const char *path, const char *text, dd2_status *st) {
     return dd2_atomic_write_bytes(path, text, strlen(text), st);
+}
+
+int dd2_rm_tree(const char *path, dd2_status *st) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT) return DD2_OK;
+        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
+        return DD2_OK;
+    }
+    DIR *d = opendir(path);
+    if (!d) return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
+    int rc = DD2_OK;
+    struct dirent *e;
+    char sub[4096];
+    while (rc == DD2_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
+            rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "%s/%s: path too long", path, e->d_name);
+        if (rc == DD2_OK) rc = dd2_rm_tree(sub, st);
+    }
+    closedir(d);
+    if (rc == DD2_OK && rmdir(path) != 0 && errno != ENOENT)
+        rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
+    return rc;
 }

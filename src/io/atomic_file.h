@@ -66,4 +66,8 @@ int dd2_rename_durable(const char *from, const char *to, dd2_status *st);
  * exists and is not empty. The files inside must already be fsynced by their writers. */
 int dd2_commit_dir(const char *tmp_dir, const char *final_dir, dd2_status *st);
 
+/* rm -rf path: a file, or a directory and everything below it (symbolic links are removed, not
+ * followed). A missing path is fine. st may be NULL (errors are then only returned). */
+int dd2_rm_tree(const char *path, dd2_status *st);
+
 #endif

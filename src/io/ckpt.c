@@ -323,34 +323,6 @@ static int list_steps(const char *stage_dir, int64_t **steps, int *n, dd2_status
     return DD2_OK;
 }
 
-/* rm -rf path (a missing path is fine). */
-static int rm_tree(const char *path, dd2_status *st) {
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        if (errno == ENOENT) return DD2_OK;
-        return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-        if (unlink(path) != 0 && errno != ENOENT)
-            return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
-        return DD2_OK;
-    }
-    DIR *d = opendir(path);
-    if (!d) return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
-    int rc = DD2_OK;
-    struct dirent *e;
-    char sub[CK_PATH_MAX];
-    while (rc == DD2_OK && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        rc = fmt_path(sub, sizeof sub, st, "%s/%s", path, e->d_name);
-        if (rc == DD2_OK) rc = rm_tree(sub, st);
-    }
-    closedir(d);
-    if (rc == DD2_OK && rmdir(path) != 0 && errno != ENOENT)
-        rc = DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot remove: %s", path, strerror(errno));
-    return rc;
-}
-
 /* mkdir -p */
 static int mkdir_p(const char *path, dd2_status *st) {
     char p[CK_PATH_MAX];
@@ -379,7 +351,7 @@ static void remove_leftovers(const char *stage_dir) {
         if (snprintf(path, sizeof path, "%s/%s", stage_dir, e->d_name) >= (int)sizeof path || !is_dir(path)) continue;
         dd2_status s2;
         dd2_status_clear(&s2);
-        if (rm_tree(path, &s2) != DD2_OK)
+        if (dd2_rm_tree(path, &s2) != DD2_OK)
             dd2_warn("checkpoint: cannot remove the leftover %s: %s", path, s2.msg);
         else
             dd2_info("checkpoint: removed %s (left by an interrupted save)", path);
@@ -392,10 +364,10 @@ static int delete_step(const char *stage_dir, int64_t step, dd2_status *st) {
     char dir[CK_PATH_MAX], del[CK_PATH_MAX];
     DD2_TRY(dd2_ckpt_step_dir(stage_dir, step, dir, sizeof dir, st));
     DD2_TRY(fmt_path(del, sizeof del, st, "%s.del", dir));
-    DD2_TRY(rm_tree(del, st));
+    DD2_TRY(dd2_rm_tree(del, st));
     if (rename(dir, del) != 0)
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "cannot rename %s to %s: %s", dir, del, strerror(errno));
-    return rm_tree(del, st);
+    return dd2_rm_tree(del, st);
 }
 
 /* Keep the keep-1 highest committed steps below `step` (and everything at or above it). */
@@ -605,7 +577,7 @@ static int write_meta(const char *tmp_dir, int L, int64_t step, const dd2_ckpt_s
 static int prepare_dirs(const char *stage_dir, const char *tmp_dir, dd2_status *st) {
     DD2_TRY(mkdir_p(stage_dir, st));
     remove_leftovers(stage_dir);
-    DD2_TRY(rm_tree(tmp_dir, st)); /* in case the leftover removal only warned */
+    DD2_TRY(dd2_rm_tree(tmp_dir, st)); /* in case the leftover removal only warned */
     if (mkdir(tmp_dir, 0755) != 0)
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "%s: cannot create directory: %s", tmp_dir, strerror(errno));
     return DD2_OK;
@@ -637,7 +609,7 @@ static int commit_step(const char *stage_dir, const char *tmp_dir, const char *f
         (void)try_exchange;
 #endif
         if (!swapped) {
-            DD2_TRY(rm_tree(old_dir, st));
+            DD2_TRY(dd2_rm_tree(old_dir, st));
             DD2_TRY(dd2_rename_durable(final_dir, old_dir, st));
             int rc = dd2_commit_dir(tmp_dir, final_dir, st);
             if (rc != DD2_OK) {
@@ -659,7 +631,7 @@ static int commit_step(const char *stage_dir, const char *tmp_dir, const char *f
     if (leftover) {
         dd2_status s2;
         dd2_status_clear(&s2);
-        if (rm_tree(leftover, &s2) != DD2_OK) dd2_warn("checkpoint: %s", s2.msg);
+        if (dd2_rm_tree(leftover, &s2) != DD2_OK) dd2_warn("checkpoint: %s", s2.msg);
     }
     prune(stage_dir, step, keep);
     return DD2_OK;
@@ -733,7 +705,7 @@ int dd2_ckpt_save(MPI_Comm comm, const char *stage_dir, int64_t step, int keep, 
     }
     if (agree(comm, rc != DD2_OK, st, 1)) {
         free(world_ranks);
-        if (rank == 0) rm_tree(tmp_dir, NULL);
+        if (rank == 0) dd2_rm_tree(tmp_dir, NULL);
         dd2_status_prefix(st, "checkpoint %s not saved", final_dir);
         return st->code;
     }
@@ -753,7 +725,7 @@ int dd2_ckpt_save(MPI_Comm comm, const char *stage_dir, int64_t step, int keep, 
         if (rank == 0) {
             dd2_status s2;
             dd2_status_clear(&s2);
-            if (rm_tree(tmp_dir, &s2) != DD2_OK) dd2_warn("checkpoint: %s", s2.msg);
+            if (dd2_rm_tree(tmp_dir, &s2) != DD2_OK) dd2_warn("checkpoint: %s", s2.msg);
         }
         dd2_status_prefix(st, "checkpoint %s not saved (the previous checkpoints are untouched)", final_dir);
         return st->code;

@@ -6,22 +6,16 @@
  * checkpoints; prints step time, the learners' wait fraction, the workers' idle fraction and
  * the bytes per step on the score stream. Run it under mpirun with the layout to measure, e.g.
  * `mpirun -np 3 dd2 bench distill CONFIG --set dist.teacher_ranks=1` (1 worker + 2 learners). */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 
 #include "core/log.h"
+#include "io/atomic_file.h"
 #include "train/bench.h"
 #include "train/distill_io.h"
 
 #define SCRATCH "bench-distill"
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 int dd2_bench_distill(const dd2_stage_ctx *ctx, int steps, dd2_status *st) {
     dd2_config cfg = *ctx->cfg;
@@ -44,7 +38,9 @@ int dd2_bench_distill(const dd2_stage_ctx *ctx, int steps, dd2_status *st) {
         cfg.dist.overlap = overlap;
         dd2_info0("bench distill: %d iterations, overlap %s", cfg.distill.steps, overlap ? "on" : "off");
         DD2_TRY(dd2_distill_run(&c, SCRATCH, &s[overlap], st));
-        if (ctx->env->rank == 0) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        dd2_status rm_st;
+        dd2_status_clear(&rm_st);
+        if (ctx->env->rank == 0 && dd2_rm_tree(scratch, &rm_st) != DD2_OK) dd2_warn("bench distill: %s", rm_st.msg);
         MPI_Barrier(MPI_COMM_WORLD);
     }
     if (ctx->env->rank != 0) return DD2_OK;
