@@ -48,22 +48,19 @@ void dd2_roles_free(dd2_roles *r) {
 #define ROW 160
 
 void dd2_roles_print(const dd2_roles *r, const dd2_mpi_env *env, const char *stage) {
-    char row[ROW];
+    char role[40];
     if (r->is_worker) {
         char list[64] = "";
         for (int k = 0, off = 0; k < r->n_served && off < (int)sizeof list - 12; k++)
             off += snprintf(list + off, sizeof list - (size_t)off, "%s%d", k ? "," : "", r->served[k]);
-        char role[40];
         snprintf(role, sizeof role, "teacher (learners %s)", r->n_served ? list : "none");
-        snprintf(row, sizeof row, "%4d  %-20.20s  %-26.26s  %-6s  %d", env->rank, env->host, role, "cpu",
-                 env->local_rank);
+    } else if (r->T > 0) {
+        snprintf(role, sizeof role, "learner %d -> teacher %d", r->learner_rank, r->worker);
     } else {
-        char role[40];
-        if (r->T > 0) snprintf(role, sizeof role, "learner %d -> teacher %d", r->learner_rank, r->worker);
-        else snprintf(role, sizeof role, "learner %d + teacher", r->learner_rank);
-        snprintf(row, sizeof row, "%4d  %-20.20s  %-26.26s  %-6s  %d", env->rank, env->host, role, "cpu",
-                 env->local_rank);
+        snprintf(role, sizeof role, "learner %d + teacher", r->learner_rank);
     }
+    char row[ROW];
+    snprintf(row, sizeof row, "%4d  %-20.20s  %-26.26s  %-6s  %d", env->rank, env->host, role, "cpu", env->local_rank);
     char *all = env->rank == 0 ? malloc((size_t)env->size * ROW) : NULL;
     MPI_Gather(row, ROW, MPI_CHAR, all, ROW, MPI_CHAR, 0, MPI_COMM_WORLD);
     if (env->rank != 0) return;

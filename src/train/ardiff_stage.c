@@ -381,19 +381,12 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);
     const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
-    if (rc != DD2_OK) st->collective = 1;
     double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
     if (rc == DD2_OK) rc = run_training(tr, dir, &final_loss, st);
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     const double train_s = dd2_now() - t0;
     if (rc == DD2_OK && !stopped) rc = eval_losses(tr, &eval_gts, &eval_diff, st);
-    dd2_status st2;
-    dd2_status_clear(&st2);
-    if (!serving) tr->link.comm = MPI_COMM_NULL; /* nobody to tell */
-    if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
-        *st = st2;
-        rc = st2.code;
-    }
+    rc = dd2_score_learner_done(&tr->link, serving, rc, st);
     if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
     if (rc == DD2_OK && !stopped) {
         dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "

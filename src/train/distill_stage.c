@@ -404,10 +404,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
                                cfg->sample.snap, seed, ODE_SLOT + (uint64_t)i, tok, pq + i * seqf, pe + i * seqf, st);
         dd2_progress_update(&prog, (long)(i + b - lo), NULL);
     }
-    int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
-    if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "distill: ode-pair sampling failed on another rank");
-    if (all != DD2_OK) st->collective = 1;
+    rc = dd2_agree_in(tr->comm, rc, "distill: ode-pair sampling", st);
     if (rc == DD2_OK) {
         dd2_progress_end(&prog, NULL);
         for (int k = 0; k < R; k++) {
@@ -556,13 +553,7 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
         dd2_fid_stats_free(&s);
         free(img);
     }
-    if (rc == DD2_OK) {
-        int all = rc0;
-        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, tr->comm);
-        if (all != DD2_OK && rc0 == DD2_OK) rc0 = DD2_FAIL(st, all, "distill: the FID failed on rank 0");
-        if (all != DD2_OK) st->collective = 1;
-        rc = rc0;
-    }
+    if (rc == DD2_OK) rc = dd2_agree_in(tr->comm, rc0, "distill: the FID (on rank 0)", st);
     if (rc == DD2_OK) {
         MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, tr->comm);
         tr->last_fid = fid;
@@ -688,20 +679,13 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "distill", st);
     const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
-    if (rc != DD2_OK) st->collective = 1;
     tr->last_fid = NAN;
     if (rc == DD2_OK) setup_eval(tr);
     const double t0 = dd2_now();
     if (rc == DD2_OK) rc = run_training(tr, dir, st);
     *loop_s = dd2_now() - t0;
-    dd2_status st2;
-    dd2_status_clear(&st2);
     const double wait_s = tr->link.wait_s;
-    if (!serving) tr->link.comm = MPI_COMM_NULL; /* nobody to tell */
-    if (tr->link.kind == DD2_LINK_MPI && dd2_score_link_close(&tr->link, &st2) != DD2_OK && rc == DD2_OK) {
-        *st = st2;
-        rc = st2.code;
-    }
+    rc = dd2_score_learner_done(&tr->link, serving, rc, st);
     if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     if (rc == DD2_OK && !stopped) {

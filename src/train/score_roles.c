@@ -31,6 +31,18 @@ int dd2_stage_end_agree(int rc, const char *stage, dd2_status *st) {
     return rc;
 }
 
+int dd2_score_learner_done(dd2_score_link *link, int serving, int rc, dd2_status *st) {
+    if (link->kind != DD2_LINK_MPI) return rc;
+    if (!serving) link->comm = MPI_COMM_NULL; /* nobody to tell */
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    if (dd2_score_link_close(link, &st2) != DD2_OK && rc == DD2_OK) {
+        *st = st2;
+        rc = st2.code;
+    }
+    return rc;
+}
+
 int dd2_score_learner_link(const dd2_config *cfg, const dd2_roles *roles, const dd2_teacher *t, const float *tparams,
                            const dd2_vq_codebook *cb, dd2_score_server *srv, dd2_score_link *link, dd2_status *st) {
     if (roles->worker >= 0) {

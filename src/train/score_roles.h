@@ -21,6 +21,11 @@
 int dd2_score_worker_stage(const dd2_stage_ctx *ctx, const dd2_roles *roles, const char *stage,
                            dd2_worker_stats *ws, dd2_status *st);
 
+/* After a learner's training: close its link (MPI: STOP to the worker, sent only when `serving`,
+ * i.e. the setup agreement passed so the worker is in its serving loop). A failure to close
+ * becomes the result when rc was DD2_OK. Returns the result. */
+int dd2_score_learner_done(dd2_score_link *link, int serving, int rc, dd2_status *st);
+
 /* A learner's link: colocated (roles->worker < 0) starts srv on the teacher t (loaded by the
  * caller, borrowed) and a local link; split: an MPI link to roles->worker (t unused). */
 int dd2_score_learner_link(const dd2_config *cfg, const dd2_roles *roles, const dd2_teacher *t, const float *tparams,

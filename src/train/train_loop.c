@@ -73,10 +73,13 @@ int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, doub
     return DD2_OK;
 }
 
-int dd2_agree(int rc, const char *what, dd2_status *st) {
+int dd2_agree(int rc, const char *what, dd2_status *st) { return dd2_agree_in(MPI_COMM_WORLD, rc, what, st); }
+
+int dd2_agree_in(MPI_Comm comm, int rc, const char *what, dd2_status *st) {
     int all = rc;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MAX, comm);
     if (all != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all, "%s: another rank failed", what);
+    if (all != DD2_OK) st->collective = 1; /* every rank returns a failure here */
     return rc;
 }
 

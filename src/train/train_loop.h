@@ -53,8 +53,10 @@ int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, doub
                        const char *metrics_suffix, double *window_mean, dd2_status *st);
 
 /* Collective: the worst rc over all ranks; a rank that succeeded while another failed gets
- * "<what>: another rank failed". */
+ * "<what>: another rank failed"; on a failure st->collective = 1 (every rank fails here). */
 int dd2_agree(int rc, const char *what, dd2_status *st);
+/* The same over the ranks of comm (e.g. the learners). */
+int dd2_agree_in(MPI_Comm comm, int rc, const char *what, dd2_status *st);
 
 /* At a step boundary: *sig = the stop signal if ANY rank of comm received one (MPI_Allreduce MAX
  * over comm, so every rank decides the same), else 0 (core/signals.h). */
