@@ -22,7 +22,6 @@
 #include "core/fault.h"
 #include "core/log.h"
 #include "core/signals.h"
-#include "core/rng.h"
 #include "dist/collectives.h"
 #include "io/ckpt.h"
 #include "io/h5io.h"
@@ -189,12 +188,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
 static void fill_batch(trainer *tr, int64_t step) {
     const int n = tr->td.n;
     long epoch = (long)(step / tr->steps_per_epoch), j = (long)(step % tr->steps_per_epoch);
-    if (epoch != tr->perm_epoch) {
-        dd2_rng r;
-        dd2_rng_init(&r, (uint64_t)tr->cfg->run.seed, DD2_RNG_DATA_ORDER, (uint64_t)epoch, 0);
-        dd2_rng_permutation(&r, tr->perm, (uint32_t)tr->N);
-        tr->perm_epoch = epoch;
-    }
+    dd2_train_epoch_order((uint64_t)tr->cfg->run.seed, epoch, tr->perm, (uint32_t)tr->N, &tr->perm_epoch);
     for (int k = tr->lo; k < tr->hi; k++) {
         uint32_t idx = tr->perm[(size_t)j * tr->B + k];
         memcpy(tr->tok + (size_t)(k - tr->lo) * n, tr->s_tokens + (size_t)idx * n, (size_t)n * sizeof(int32_t));

@@ -110,12 +110,7 @@ static void fill_batch(trainer *tr, int64_t step) {
     const dd2_token_split *s = &tr->data.train;
     const int n = tr->data.n;
     long epoch = (long)(step / tr->steps_per_epoch), j = (long)(step % tr->steps_per_epoch);
-    if (epoch != tr->perm_epoch) {
-        dd2_rng r;
-        dd2_rng_init(&r, (uint64_t)tr->cfg->run.seed, DD2_RNG_DATA_ORDER, (uint64_t)epoch, 0);
-        dd2_rng_permutation(&r, tr->perm, (uint32_t)s->N);
-        tr->perm_epoch = epoch;
-    }
+    dd2_train_epoch_order((uint64_t)tr->cfg->run.seed, epoch, tr->perm, (uint32_t)s->N, &tr->perm_epoch);
     for (int k = tr->lo; k < tr->hi; k++) {
         uint32_t idx = tr->perm[(size_t)j * tr->B + k];
         memcpy(tr->tokens + (size_t)(k - tr->lo) * n, s->tokens + (size_t)idx * n, (size_t)n * sizeof(int32_t));

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "core/log.h"
+#include "core/rng.h"
 
 int dd2_train_log_every(const dd2_config *cfg) { return cfg->log.every > 0 ? cfg->log.every : 50; }
 
@@ -71,6 +72,14 @@ int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, doub
     lg->loss_acc = 0.0;
     lg->loss_n = 0;
     return DD2_OK;
+}
+
+void dd2_train_epoch_order(uint64_t seed, long epoch, uint32_t *perm, uint32_t N, long *cached_epoch) {
+    if (epoch == *cached_epoch) return;
+    dd2_rng r;
+    dd2_rng_init(&r, seed, DD2_RNG_DATA_ORDER, (uint64_t)epoch, 0);
+    dd2_rng_permutation(&r, perm, N);
+    *cached_epoch = epoch;
 }
 
 int dd2_agree(int rc, const char *what, dd2_status *st) { return dd2_agree_in(MPI_COMM_WORLD, rc, what, st); }

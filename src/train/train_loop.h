@@ -52,6 +52,10 @@ int dd2_train_bad_limit(const char *stage, const char *unit, int64_t bad, int ma
 int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, double lr, const char *progress_suffix,
                        const char *metrics_suffix, double *window_mean, dd2_status *st);
 
+/* perm [N] = the data order of epoch `epoch`: a permutation keyed by (seed, DD2_RNG_DATA_ORDER,
+ * epoch) (docs/pipeline.md); computed only when *cached_epoch != epoch, which it then becomes. */
+void dd2_train_epoch_order(uint64_t seed, long epoch, uint32_t *perm, uint32_t N, long *cached_epoch);
+
 /* Collective: the worst rc over all ranks; a rank that succeeded while another failed gets
  * "<what>: another rank failed"; on a failure st->collective = 1 (every rank fails here). */
 int dd2_agree(int rc, const char *what, dd2_status *st);
