@@ -101,7 +101,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_ENUM("model.rope", model.rope, rope_names, "2d", "rotary position embedding: 2d over the token grid (LlamaGen) or 1d over the sequence"),
 
     /* head: the MLP diffusion head (MAR's SimpleMLPAdaLN) */
-    K_INT("head.width", head.width, 8, 65536, "128", "head width W (keep it near model.d_model for small backbones)"),
+    K_INT("head.width", head.width, 8, 65536, "128", "width W of the MLP head of Psi, the generator and the guidance network (configs/fmnist.yaml: 256, docs/distill.md)"),
     K_INT("head.depth", head.depth, 1, 256, "3", "residual AdaLN blocks"),
 
     /* teacher: training the AR teacher */
