@@ -68,6 +68,7 @@ typedef struct trainer {
     long steps, steps_per_epoch;
     int64_t step;          /* next step to run */
     int64_t skipped;       /* steps skipped for a non-finite loss or gradient */
+    int64_t bad_run;       /* of them, skipped in a row up to now */
     int64_t updates[2];    /* AdamW updates applied to the head, to the backbone */
     dd2_lr_schedule sched;
     dd2_adam_cfg adam;
@@ -262,13 +263,14 @@ static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd
     return DD2_OK;
 }
 
-#define N_STATES 3
+#define N_STATES 4
 
 static void make_spec(trainer *tr, dd2_ckpt_net *net, dd2_ckpt_state *states, dd2_ckpt_spec *spec, char *config_text) {
     *net = (dd2_ckpt_net){"ardiff", &tr->a.tab, tr->params, tr->m, tr->v, NULL};
     states[0] = (dd2_ckpt_state){"train/step", DD2_CKPT_I64, 1, &tr->step, 0, 0};
     states[1] = (dd2_ckpt_state){"train/skipped", DD2_CKPT_I64, 1, &tr->skipped, 0, 0};
     states[2] = (dd2_ckpt_state){"train/updates", DD2_CKPT_I64, 2, tr->updates, 0, 0};
+    states[3] = (dd2_ckpt_state){"train/bad_run", DD2_CKPT_I64, 1, &tr->bad_run, 1, 0}; /* optional: older checkpoints */
     *spec = (dd2_ckpt_spec){net, 1, states, N_STATES, config_text, DD2_GIT_REV};
 }
 
@@ -345,7 +347,7 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
               (long long)tr->N, tr->B, tr->draws, tr->size, tr->size == 1 ? "" : "s",
               cfg->ardiff.head_only_steps > 0 ? " (head only first)" : "");
     dd2_train_log lg;
-    dd2_train_log_begin(&lg, tr->ctx, "ardiff", (long)tr->step, tr->steps);
+    dd2_train_log_begin(&lg, tr->ctx, "ardiff", (long)tr->step, tr->steps, &tr->bad_run);
     *final_loss = NAN;
     while (tr->step < tr->steps) {
         double loss, gnorm;

@@ -58,11 +58,14 @@ enum {
     C_GUID_SKIPPED,
     C_BATCHES,      /* generator batches drawn (the slot counter) */
     C_ALIGN_STEP,   /* guidance-only updates of the alignment phase done */
+    C_GEN_BAD_RUN,  /* generator updates skipped in a row up to now (optional on load: older checkpoints) */
+    C_GUID_BAD_RUN, /* guidance updates skipped in a row up to now (optional on load) */
     N_COUNTERS
 };
 static const char *const counter_names[N_COUNTERS] = {
     "distill/gen_step",   "distill/gen_updates", "distill/gen_skipped", "distill/guid_steps",
-    "distill/guid_updates", "distill/guid_skipped", "distill/batches",   "distill/align_step"};
+    "distill/guid_updates", "distill/guid_skipped", "distill/batches",   "distill/align_step",
+    "distill/gen_bad_run",  "distill/guid_bad_run"};
 
 typedef struct trainer {
     const dd2_stage_ctx *ctx;    /* ctx->comm: the learners */
@@ -98,7 +101,6 @@ typedef struct trainer {
     double last_fid;
     double sec_guid, sec_gen;    /* wall time in guidance / generator updates (this process) */
     long n_guid, n_gen;
-    int64_t bad_gen, bad_guid;   /* skipped updates in a row, per network */
 } trainer;
 
 static void trainer_free(trainer *tr) {
@@ -307,7 +309,7 @@ static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped,
     DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
     apply_update(tr, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
-                 &tr->c[C_GUID_SKIPPED], &tr->bad_guid, gnorm, skipped);
+                 &tr->c[C_GUID_SKIPPED], &tr->c[C_GUID_BAD_RUN], gnorm, skipped);
     tr->c[C_GUID_STEPS]++;
     tr->sec_guid += dd2_now() - t0;
     tr->n_guid++;
@@ -357,7 +359,7 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
     out[2] = sums[2] / tr->B;
     const long it = (long)tr->c[C_GEN_STEP];
     apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
-                 &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->bad_gen, gnorm, skipped);
+                 &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->c[C_GEN_BAD_RUN], gnorm, skipped);
     if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
     tr->c[C_GEN_STEP]++;
     tr->c[C_BATCHES]++;
@@ -486,7 +488,7 @@ static void make_spec(trainer *tr, dd2_ckpt_net nets[2], dd2_ckpt_state states[N
     nets[0] = (dd2_ckpt_net){"gen", &tr->net.tab, tr->gp, tr->gm, tr->gv, tr->gema};
     nets[1] = (dd2_ckpt_net){"guid", &tr->net.tab, tr->pp, tr->pm, tr->pv, NULL};
     for (int i = 0; i < N_COUNTERS; i++)
-        states[i] = (dd2_ckpt_state){counter_names[i], DD2_CKPT_I64, 1, &tr->c[i], 0, 0};
+        states[i] = (dd2_ckpt_state){counter_names[i], DD2_CKPT_I64, 1, &tr->c[i], i >= C_GEN_BAD_RUN, 0};
     *spec = (dd2_ckpt_spec){nets, 2, states, N_COUNTERS, config_text, DD2_GIT_REV};
 }
 
@@ -572,9 +574,10 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
 }
 
 static int too_many_bad(const trainer *tr, dd2_status *st) {
-    const int gen = tr->bad_gen >= tr->bad_guid;
+    const int64_t bad_gen = tr->c[C_GEN_BAD_RUN], bad_guid = tr->c[C_GUID_BAD_RUN];
+    const int gen = bad_gen >= bad_guid;
     return dd2_train_bad_limit("distill", gen ? "generator updates" : "guidance updates",
-                               gen ? tr->bad_gen : tr->bad_guid, tr->cfg->dist.max_bad_steps,
+                               gen ? bad_gen : bad_guid, tr->cfg->dist.max_bad_steps,
                                "distill.lr_gen / distill.lr_guid", st);
 }
 
@@ -601,7 +604,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     const int eval_every = cfg->distill.eval_every;
     if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */
     dd2_train_log lg;
-    dd2_train_log_begin(&lg, tr->ctx, "distill", units(tr), tr->total > 0 ? tr->total : 1);
+    dd2_train_log_begin(&lg, tr->ctx, "distill", units(tr), tr->total > 0 ? tr->total : 1, NULL);
     window w;
     memset(&w, 0, sizeof w);
     while (units(tr) < tr->total) {

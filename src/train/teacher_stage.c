@@ -48,6 +48,7 @@ typedef struct trainer {
     long steps, steps_per_epoch;
     int64_t step;    /* next step to run */
     int64_t skipped; /* steps skipped for a non-finite loss or gradient */
+    int64_t bad_run; /* of them, skipped in a row up to now */
     dd2_lr_schedule sched;
     dd2_adam_cfg adam;
 } trainer;
@@ -151,7 +152,8 @@ static void make_spec(trainer *tr, dd2_ckpt_net *net, dd2_ckpt_state *states, dd
     *net = (dd2_ckpt_net){"teacher", &tr->t.tab, tr->params, tr->m, tr->v, NULL};
     states[0] = (dd2_ckpt_state){"train/step", DD2_CKPT_I64, 1, &tr->step, 0, 0};
     states[1] = (dd2_ckpt_state){"train/skipped", DD2_CKPT_I64, 1, &tr->skipped, 0, 0};
-    *spec = (dd2_ckpt_spec){net, 1, states, 2, config_text, DD2_GIT_REV};
+    states[2] = (dd2_ckpt_state){"train/bad_run", DD2_CKPT_I64, 1, &tr->bad_run, 1, 0}; /* optional: older checkpoints */
+    *spec = (dd2_ckpt_spec){net, 1, states, 3, config_text, DD2_GIT_REV};
 }
 
 static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
@@ -159,7 +161,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
     size_t len = 0;
     DD2_TRY(dd2_config_to_yaml(tr->cfg, &text, &len, st));
     dd2_ckpt_net net;
-    dd2_ckpt_state states[2];
+    dd2_ckpt_state states[3];
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, text);
     int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, tr->step, tr->cfg->checkpoint.keep, &spec, st);
@@ -169,7 +171,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
 
 static int resume(trainer *tr, const char *dir, dd2_status *st) {
     dd2_ckpt_net net;
-    dd2_ckpt_state states[2];
+    dd2_ckpt_state states[3];
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, NULL);
     dd2_ckpt_result res = {0};
@@ -213,7 +215,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
               (double)tr->t.tab.numel / 1e6, tr->steps, tr->steps_per_epoch, tr->B, tr->ctx->env->size,
               tr->ctx->env->size == 1 ? "" : "s");
     dd2_train_log lg;
-    dd2_train_log_begin(&lg, tr->ctx, "teacher", (long)tr->step, tr->steps);
+    dd2_train_log_begin(&lg, tr->ctx, "teacher", (long)tr->step, tr->steps, &tr->bad_run);
     while (tr->step < tr->steps) {
         double loss, gnorm;
         int skipped;

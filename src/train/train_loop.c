@@ -12,13 +12,15 @@
 
 int dd2_train_log_every(const dd2_config *cfg) { return cfg->log.every > 0 ? cfg->log.every : 50; }
 
-void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total) {
+void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total,
+                         int64_t *bad_run) {
     lg->ctx = ctx;
     lg->stage = stage;
     lg->every = dd2_train_log_every(ctx->cfg);
     lg->loss_acc = 0.0;
     lg->loss_n = 0;
-    lg->bad_run = 0;
+    lg->own_bad_run = 0;
+    lg->bad_run = bad_run ? bad_run : &lg->own_bad_run;
     dd2_progress_begin(&lg->prog, stage, start, total, 10.0);
 }
 
@@ -46,15 +48,15 @@ int dd2_train_check_skip(dd2_train_log *lg, int skipped, double loss, int64_t st
     if (!skipped) {
         lg->loss_acc += loss;
         lg->loss_n++;
-        lg->bad_run = 0;
+        *lg->bad_run = 0;
         return DD2_OK;
     }
-    lg->bad_run++;
+    (*lg->bad_run)++;
     dd2_warn0("%s step %lld: non-finite loss or gradient on some rank; step skipped on all ranks (%lld so far, %lld "
-              "in a row)", lg->stage, (long long)step, (long long)skipped_total, (long long)lg->bad_run);
+              "in a row)", lg->stage, (long long)step, (long long)skipped_total, (long long)*lg->bad_run);
     char hint[80];
     snprintf(hint, sizeof hint, "%s.lr", lg->stage);
-    return dd2_train_bad_limit(lg->stage, "steps", lg->bad_run, lg->ctx->cfg->dist.max_bad_steps, hint, st);
+    return dd2_train_bad_limit(lg->stage, "steps", *lg->bad_run, lg->ctx->cfg->dist.max_bad_steps, hint, st);
 }
 
 int dd2_train_log_step(dd2_train_log *lg, long u, long total, double gnorm, double lr, const char *progress_suffix,

@@ -18,14 +18,19 @@ typedef struct dd2_train_log {
     int every;         /* metrics line every this many steps (log.every, 50 when unset) */
     double loss_acc;   /* running sum of the finite losses since the last metrics line */
     int loss_n;
-    int64_t bad_run;   /* skipped steps in a row */
+    int64_t *bad_run;  /* skipped steps in a row: the stage's counter (saved in its checkpoints, so a
+                        * resume continues the run of skips), or own_bad_run */
+    int64_t own_bad_run;
 } dd2_train_log;
 
 /* log.every, or 50 when it is not positive. */
 int dd2_train_log_every(const dd2_config *cfg);
 
-/* Start the progress reporter (label = stage, resuming at `start` of `total`) and an empty window. */
-void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total);
+/* Start the progress reporter (label = stage, resuming at `start` of `total`) and an empty window.
+ * bad_run: the stage's counter of skipped steps in a row (restored from its checkpoint; updated by
+ * dd2_train_check_skip), or NULL for a counter of the log's own that starts at 0. */
+void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total,
+                         int64_t *bad_run);
 void dd2_train_log_end(dd2_train_log *lg);
 
 /* Whether step `u` (1-based count done) of `total` ends a metrics window. */
