@@ -148,12 +148,14 @@ static int train_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd
     return DD2_OK;
 }
 
+#define N_STATES 3 /* the checkpoint's state arrays */
+
 static void make_spec(trainer *tr, dd2_ckpt_net *net, dd2_ckpt_state *states, dd2_ckpt_spec *spec, char *config_text) {
     *net = (dd2_ckpt_net){"teacher", &tr->t.tab, tr->params, tr->m, tr->v, NULL};
     states[0] = (dd2_ckpt_state){"train/step", DD2_CKPT_I64, 1, &tr->step, 0, 0};
     states[1] = (dd2_ckpt_state){"train/skipped", DD2_CKPT_I64, 1, &tr->skipped, 0, 0};
     states[2] = (dd2_ckpt_state){"train/bad_run", DD2_CKPT_I64, 1, &tr->bad_run, 1, 0}; /* optional: older checkpoints */
-    *spec = (dd2_ckpt_spec){net, 1, states, 3, config_text, DD2_GIT_REV};
+    *spec = (dd2_ckpt_spec){net, 1, states, N_STATES, config_text, DD2_GIT_REV};
 }
 
 static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
@@ -161,7 +163,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
     size_t len = 0;
     DD2_TRY(dd2_config_to_yaml(tr->cfg, &text, &len, st));
     dd2_ckpt_net net;
-    dd2_ckpt_state states[3];
+    dd2_ckpt_state states[N_STATES];
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, text);
     int rc = dd2_ckpt_save(MPI_COMM_WORLD, dir, tr->step, tr->cfg->checkpoint.keep, &spec, st);
@@ -171,7 +173,7 @@ static int save_checkpoint(trainer *tr, const char *dir, dd2_status *st) {
 
 static int resume(trainer *tr, const char *dir, dd2_status *st) {
     dd2_ckpt_net net;
-    dd2_ckpt_state states[3];
+    dd2_ckpt_state states[N_STATES];
     dd2_ckpt_spec spec;
     make_spec(tr, &net, states, &spec, NULL);
     dd2_ckpt_result res = {0};
