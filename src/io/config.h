@@ -139,6 +139,7 @@ typedef struct dd2_config {
         double t_min;
         double t_max;
         int euler_steps;
+        int eval_every;    /* 0: only at the end */
     } ardiff;
     struct {
         int init;          /* enum dd2_distill_init */

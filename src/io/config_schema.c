@@ -148,6 +148,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("ardiff.t_min", ardiff.t_min, 0, 1, OPEN_BOTH, "0.02", "smallest timestep drawn (t ~ U[t_min, t_max])"),
     K_FLOAT("ardiff.t_max", ardiff.t_max, 0, 1, OPEN_MIN, "0.98", "largest timestep drawn"),
     K_INT("ardiff.euler_steps", ardiff.euler_steps, 1, 100000, "10", "Euler steps per token when sampling the AR-diffusion model (eval, ode-pairs)"),
+    K_INT("ardiff.eval_every", ardiff.eval_every, 0, IMAX, "500", "fixed-noise eval losses on training and held-out teacher samples every N steps (0: only at the end)"),
 
     /* distill: stage 2, conditional score distillation */
     K_ENUM("distill.init", distill.init, distill_init_names, "ardiff", "generator and guidance start from the AR-diffusion model, the teacher backbone, or ODE-pair regression"),

@@ -38,8 +38,11 @@
 #define DD2_GIT_REV "unknown"
 #endif
 
-#define EVAL_SEQS 256                 /* sequences of the final fixed-noise evaluation */
+#define EVAL_SEQS 256                 /* sequences of each fixed-noise evaluation set */
 #define EVAL_SLOT ((uint64_t)1 << 40) /* its draws: slots EVAL_SLOT + i, apart from training */
+/* The held-out set: fresh teacher samples, keyed apart from `dd2 sample` (0), `dd2 eval` (2^40),
+ * teacher-sample (2·2^40) and the latency warm-up (3·2^40). */
+#define HELDOUT_SEED_OFFSET ((uint64_t)4 << 40)
 
 typedef struct trainer {
     const dd2_stage_ctx *ctx;    /* ctx->comm: the learners */
@@ -59,6 +62,8 @@ typedef struct trainer {
     int64_t N;             /* teacher samples */
     int32_t *s_tokens;     /* [N,n] */
     int32_t *s_labels;     /* [N] */
+    int32_t *h_tokens;     /* [EVAL_SEQS,n] held-out teacher samples (never trained on) */
+    int32_t *h_labels;     /* [EVAL_SEQS] */
     int32_t *tok;          /* [local batch, n] */
     int *y;                /* [local batch] */
     float *q;              /* [local batch, n, C] code vectors */
@@ -90,6 +95,8 @@ static void trainer_free(trainer *tr) {
     free(tr->decay_mask);
     free(tr->s_tokens);
     free(tr->s_labels);
+    free(tr->h_tokens);
+    free(tr->h_labels);
     free(tr->tok);
     free(tr->y);
     free(tr->q);
@@ -307,18 +314,20 @@ static int resume(trainer *tr, const char *dir, dd2_status *st) {
     return rc;
 }
 
-/* Fixed-noise evaluation on the first EVAL_SEQS teacher samples (draws from slots EVAL_SLOT + i):
- * the mean per-point loss against the GTS target and against the plain diffusion target. The
- * GTS value measures how well Ψ matches the teacher's conditionals whichever loss trained it. */
-static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
+/* Fixed-noise evaluation of E sequences (tokens [E,n], labels [E]; draws from slots EVAL_SLOT + i):
+ * out[0] = the mean per-point loss against the GTS target, out[1] against the plain diffusion
+ * target. The GTS value measures how well Ψ matches the teacher's conditionals whichever loss
+ * trained it. Leaves no state behind that training reads (the batch buffers are refilled by every
+ * step), so evaluating does not change the training run. Collective over the learners. */
+static int eval_set(trainer *tr, const int32_t *tokens, const int32_t *labels, int64_t E, double out[2],
+                    dd2_status *st) {
     const int R = tr->size, r = tr->rank, n = tr->td.n, cap = tr->hi - tr->lo;
-    const int64_t E = tr->N < EVAL_SEQS ? tr->N : EVAL_SEQS;
     const int64_t lo = (int64_t)r * E / R, hi = (int64_t)(r + 1) * E / R;
     double sums[2] = {0.0, 0.0};
     for (int64_t i = lo; i < hi; i += cap) {
         const int b = (int)(hi - i < cap ? hi - i : cap);
-        memcpy(tr->tok, tr->s_tokens + i * n, (size_t)b * n * sizeof(int32_t));
-        for (int k = 0; k < b; k++) tr->y[k] = tr->s_labels[i + k];
+        memcpy(tr->tok, tokens + i * n, (size_t)b * n * sizeof(int32_t));
+        for (int k = 0; k < b; k++) tr->y[k] = labels[i + k];
         dd2_teacher_embed_tokens(&tr->t, tr->tok, b, tr->q);
         for (int k = 0; k < 2; k++) {
             double s = 0.0;
@@ -329,9 +338,43 @@ static int eval_losses(trainer *tr, double *gts, double *diff, dd2_status *st) {
     }
     DD2_TRY(dd2_allreduce_sum_f64(sums, 2, tr->comm, st));
     const double points = (double)E * n * tr->draws;
-    *gts = sums[0] / points;
-    *diff = sums[1] / points;
+    out[0] = sums[0] / points;
+    out[1] = sums[1] / points;
     return DD2_OK;
+}
+
+/* EVAL_SEQS fresh teacher samples (balanced classes, sampling settings sample.*): the held-out set.
+ * Collective over the learners. */
+static int make_heldout(trainer *tr, dd2_status *st) {
+    const int n = tr->td.n;
+    tr->h_tokens = DD2_MALLOC((size_t)EVAL_SEQS * n * sizeof *tr->h_tokens, st);
+    tr->h_labels = DD2_MALLOC((size_t)EVAL_SEQS * sizeof *tr->h_labels, st);
+    if (!tr->h_tokens || !tr->h_labels) return DD2_ERR_RUNTIME;
+    dd2_balanced_labels(tr->h_labels, EVAL_SEQS, tr->cfg->data.n_classes);
+    double seconds = 0.0;
+    DD2_TRY_CTX(dd2_generate_teacher(tr->ctx, &tr->t, tr->tparams, tr->h_labels, EVAL_SEQS, HELDOUT_SEED_OFFSET,
+                                     tr->h_tokens, &seconds, st),
+                st, "ardiff: sampling the held-out evaluation set");
+    dd2_info0("ardiff: held-out evaluation set: %d fresh teacher samples (%.1fs)", EVAL_SEQS, seconds);
+    return DD2_OK;
+}
+
+/* Evaluates both sets and appends one metrics line at the current step (`extra`: more JSON fields
+ * or ""). loss[0..3] = GTS and diffusion loss on the first EVAL_SEQS training samples, then on the
+ * held-out set. */
+static int eval_and_log(trainer *tr, const char *extra, double loss[4], dd2_status *st) {
+    const int64_t E = tr->N < EVAL_SEQS ? tr->N : EVAL_SEQS;
+    DD2_TRY(eval_set(tr, tr->s_tokens, tr->s_labels, E, loss, st));
+    DD2_TRY(eval_set(tr, tr->h_tokens, tr->h_labels, EVAL_SEQS, loss + 2, st));
+    dd2_info0("ardiff: step %lld: fixed-noise eval loss (mean ||v - v*||^2 / C) against the GTS target %.5f on "
+              "training samples, %.5f held out; against the diffusion target %.5f, %.5f",
+              (long long)tr->step, loss[0], loss[2], loss[1], loss[3]);
+    char fields[256];
+    snprintf(fields, sizeof fields,
+             "\"eval_gts_loss\": %.6f, \"eval_diffusion_loss\": %.6f, \"heldout_gts_loss\": %.6f, "
+             "\"heldout_diffusion_loss\": %.6f%s",
+             loss[0], loss[1], loss[2], loss[3], extra);
+    return dd2_metrics_append(tr->ctx, "ardiff", (long)tr->step, fields, st);
 }
 
 static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_checkpoint(tr, dir, st); }
@@ -340,6 +383,7 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
     const dd2_config *cfg = tr->cfg;
     DD2_TRY(dd2_check_replicas(tr->params, tr->a.tab.numel, "initial ardiff weights", tr->comm, st));
     DD2_TRY(resume(tr, dir, st));
+    DD2_TRY(make_heldout(tr, st));
     dd2_info0("ardiff: %.2fM parameters (head %.2fM), loss %s, %ld steps (%ld per epoch of %lld teacher samples), "
               "global batch %d x %d draws over %d learner%s%s",
               (double)tr->a.tab.numel / 1e6, (double)(tr->a.head.off_end - tr->a.head.off_begin) / 1e6,
@@ -359,6 +403,11 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         snprintf(head_field, sizeof head_field, ", \"head_only\": %d", head_only);
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
+        const int every = cfg->ardiff.eval_every;
+        if (every > 0 && tr->step % every == 0 && tr->step < tr->steps) {
+            double loss4[4];
+            DD2_TRY(eval_and_log(tr, "", loss4, st));
+        }
         int stop;
         DD2_TRY(dd2_train_boundary(cfg, tr->comm, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
         if (stop) {
@@ -377,21 +426,18 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);
     const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
-    double t0 = dd2_now(), final_loss = NAN, eval_gts = NAN, eval_diff = NAN;
+    double t0 = dd2_now(), final_loss = NAN, loss4[4];
     if (rc == DD2_OK) rc = run_training(tr, dir, &final_loss, st);
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     const double train_s = dd2_now() - t0;
-    if (rc == DD2_OK && !stopped) rc = eval_losses(tr, &eval_gts, &eval_diff, st);
+    if (rc == DD2_OK && !stopped) {
+        dd2_info0("ardiff: trained in %.1fs", train_s);
+        char extra[64];
+        snprintf(extra, sizeof extra, ", \"seconds\": %.1f", train_s);
+        rc = eval_and_log(tr, extra, loss4, st);
+    }
     rc = dd2_score_learner_done(&tr->link, serving, rc, st);
     if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
-    if (rc == DD2_OK && !stopped) {
-        dd2_info0("ardiff: trained in %.1fs; fixed-noise eval loss %.5f against the GTS target, %.5f against the "
-                  "diffusion target (mean ||v - v*||^2 / C)", train_s, eval_gts, eval_diff);
-        char fields[160];
-        snprintf(fields, sizeof fields, "\"eval_gts_loss\": %.6f, \"eval_diffusion_loss\": %.6f, \"seconds\": %.1f",
-                 eval_gts, eval_diff, train_s);
-        rc = dd2_metrics_append(lctx, "ardiff", (long)tr->step, fields, st);
-    }
     if (rc == DD2_OK && !stopped && tr->rank == 0)
         rc = dd2_ardiff_save(final_path, &tr->a, tr->params, lctx->cfg->ardiff.loss, tr->step, final_loss, st);
     rc = dd2_stage_end_agree(rc, "ardiff", st);
