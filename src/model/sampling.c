@@ -9,13 +9,33 @@ static int cmp_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+float dd2_kth_largest(float *a, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) { /* Hoare partition, descending: [lo, j] >= pivot, [i, hi] <= pivot */
+        const float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                const float x = a[i];
+                a[i++] = a[j];
+                a[j--] = x;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k]; /* between the two parts: equal to the pivot */
+    }
+    return a[k];
+}
+
 /* One row: l [V] holds the tempered logits on entry, p [V] the probabilities on exit. */
 static void row_probs(float *p, float *l, int V, const dd2_sampling *s, float *sorted) {
     float kth = -INFINITY;
     if (s->top_k > 0 && s->top_k < V) {
         memcpy(sorted, l, (size_t)V * sizeof *sorted);
-        qsort(sorted, (size_t)V, sizeof *sorted, cmp_desc);
-        kth = sorted[s->top_k - 1];
+        kth = dd2_kth_largest(sorted, V, s->top_k - 1);
     }
     float mx = -INFINITY;
     for (int j = 0; j < V; j++) {

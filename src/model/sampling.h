@@ -28,6 +28,10 @@ typedef struct dd2_sampling {
 void dd2_teacher_probs(float *p, const float *lc, const float *lu, size_t N, int V, const dd2_sampling *s,
                        float *scratch);
 
+/* The (k+1)-th largest of a[0..n-1] (k in [0, n)): the value qsort-descending would put at a[k],
+ * found by selection in O(n) average time. Reorders a. */
+float dd2_kth_largest(float *a, int n, int k);
+
 /* Index j with cumulative probability crossing u in [0,1): the smallest j with sum_{i<=j} p_i > u
  * (u scaled by the row's total, so p need not sum to exactly 1); never returns a code with p = 0. */
 int dd2_sample_categorical(const float *p, int V, double u);

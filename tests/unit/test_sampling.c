@@ -1,5 +1,8 @@
 /* The teacher's sampling distribution (CFG, temperature, top-k, top-p) and categorical draws. */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "model/sampling.h"
 #include "test_util.h"
@@ -68,11 +71,40 @@ TEST(categorical) {
     CHECK(counts[0] == 0 && counts[2] == 0 && counts[1] == 2500 && counts[3] == 7500);
 }
 
+static int cmp_desc_ref(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* The selection equals qsort's k-th element for every k, with and without ties (values drawn
+ * from a few levels), for sizes 1..40 and 512. */
+TEST(kth_largest_matches_sort) {
+    uint64_t state = 12345;
+    float a[512], sorted[512], work[512];
+    int wrong = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        const int n = trial < 390 ? 1 + trial % 40 : 512, levels = trial % 3 == 0 ? 3 : 0;
+        for (int i = 0; i < n; i++) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            const double u = (double)(state >> 11) / 9007199254740992.0;
+            a[i] = levels ? (float)(int)(u * levels) : (float)(u * 20.0 - 10.0);
+        }
+        memcpy(sorted, a, (size_t)n * sizeof *a);
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_desc_ref);
+        for (int k = 0; k < n; k++) {
+            memcpy(work, a, (size_t)n * sizeof *a);
+            wrong += dd2_kth_largest(work, n, k) != sorted[k];
+        }
+    }
+    CHECK(wrong == 0);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
     RUN(cfg_and_temperature);
     RUN(top_k_and_top_p);
+    RUN(kth_largest_matches_sort);
     RUN(categorical);
     return test_summary();
 }
