@@ -359,10 +359,11 @@ static int make_heldout(trainer *tr, dd2_status *st) {
     return DD2_OK;
 }
 
-/* Evaluates both sets and appends one metrics line at the current step (`extra`: more JSON fields
- * or ""). loss[0..3] = GTS and diffusion loss on the first EVAL_SEQS training samples, then on the
- * held-out set. */
-static int eval_and_log(trainer *tr, const char *extra, double loss[4], dd2_status *st) {
+/* Evaluates both sets (GTS and diffusion loss on the first EVAL_SEQS training samples, then on
+ * the held-out set) and appends one metrics line at the current step (`extra`: more JSON fields
+ * or ""). */
+static int eval_and_log(trainer *tr, const char *extra, dd2_status *st) {
+    double loss[4];
     const int64_t E = tr->N < EVAL_SEQS ? tr->N : EVAL_SEQS;
     DD2_TRY(eval_set(tr, tr->s_tokens, tr->s_labels, E, loss, st));
     DD2_TRY(eval_set(tr, tr->h_tokens, tr->h_labels, EVAL_SEQS, loss + 2, st));
@@ -404,10 +405,7 @@ static int run_training(trainer *tr, const char *dir, double *final_loss, dd2_st
         DD2_TRY(dd2_train_log_step(&lg, (long)tr->step, tr->steps, gnorm, dd2_lr_at(&tr->sched, (long)tr->step - 1),
                                    head_only ? " (head only)" : "", head_field, final_loss, st));
         const int every = cfg->ardiff.eval_every;
-        if (every > 0 && tr->step % every == 0 && tr->step < tr->steps) {
-            double loss4[4];
-            DD2_TRY(eval_and_log(tr, "", loss4, st));
-        }
+        if (every > 0 && tr->step % every == 0 && tr->step < tr->steps) DD2_TRY(eval_and_log(tr, "", st));
         int stop;
         DD2_TRY(dd2_train_boundary(cfg, tr->comm, "ardiff", (long)tr->step, tr->steps, save_cb, tr, dir, &stop, st));
         if (stop) {
@@ -426,7 +424,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     /* every rank reads the same files and config, so a setup failure is normally shared; agree */
     rc = dd2_agree(rc, "ardiff", st);
     const int serving = rc == DD2_OK; /* the workers serve only after this agreement */
-    double t0 = dd2_now(), final_loss = NAN, loss4[4];
+    double t0 = dd2_now(), final_loss = NAN;
     if (rc == DD2_OK) rc = run_training(tr, dir, &final_loss, st);
     const int stopped = rc == DD2_OK && dd2_stopped(); /* on a signal: the checkpoint is the output */
     const double train_s = dd2_now() - t0;
@@ -434,7 +432,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
         dd2_info0("ardiff: trained in %.1fs", train_s);
         char extra[64];
         snprintf(extra, sizeof extra, ", \"seconds\": %.1f", train_s);
-        rc = eval_and_log(tr, extra, loss4, st);
+        rc = eval_and_log(tr, extra, st);
     }
     rc = dd2_score_learner_done(&tr->link, serving, rc, st);
     if (rc != DD2_OK && !st->collective) return rc; /* only some learners failed: the driver aborts */
