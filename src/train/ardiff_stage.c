@@ -40,9 +40,6 @@
 
 #define EVAL_SEQS 256                 /* sequences of each fixed-noise evaluation set */
 #define EVAL_SLOT ((uint64_t)1 << 40) /* its draws: slots EVAL_SLOT + i, apart from training */
-/* The held-out set: fresh teacher samples, keyed apart from `dd2 sample` (0), `dd2 eval` (2^40),
- * teacher-sample (2·2^40) and the latency warm-up (3·2^40). */
-#define HELDOUT_SEED_OFFSET ((uint64_t)4 << 40)
 
 typedef struct trainer {
     const dd2_stage_ctx *ctx;    /* ctx->comm: the learners */
@@ -352,7 +349,7 @@ static int make_heldout(trainer *tr, dd2_status *st) {
     if (!tr->h_tokens || !tr->h_labels) return DD2_ERR_RUNTIME;
     dd2_balanced_labels(tr->h_labels, EVAL_SEQS, tr->cfg->data.n_classes);
     double seconds = 0.0;
-    DD2_TRY_CTX(dd2_generate_teacher(tr->ctx, &tr->t, tr->tparams, tr->h_labels, EVAL_SEQS, HELDOUT_SEED_OFFSET,
+    DD2_TRY_CTX(dd2_generate_teacher(tr->ctx, &tr->t, tr->tparams, tr->h_labels, EVAL_SEQS, DD2_SAMPLE_INDEX_HELDOUT,
                                      tr->h_tokens, &seconds, st),
                 st, "ardiff: sampling the held-out evaluation set");
     dd2_info0("ardiff: held-out evaluation set: %d fresh teacher samples (%.1fs)", EVAL_SEQS, seconds);

@@ -293,8 +293,8 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     int32_t *side_g = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
     for (int g = 0; rc == DD2_OK && g < n_gens; g++) {
         double seconds = 0.0, lat1 = NAN, lat64 = NAN;
-        /* eval draws are keyed apart from `dd2 sample`'s (offset 2^40) */
-        rc = dd2_generate(ctx, gens[g].fn, gens[g].model, td.n, labels, N, (uint64_t)1 << 40, tokens, &seconds, st);
+        rc = dd2_generate(ctx, gens[g].fn, gens[g].model, td.n, labels, N, DD2_SAMPLE_INDEX_EVAL, tokens, &seconds,
+                          st);
         if (rc == DD2_OK && ctx->env->rank == 0) {
             double fid;
             rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);

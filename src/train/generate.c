@@ -34,7 +34,7 @@ int dd2_measure_latency(dd2_sample_batch_fn fn, void *model, int n, int B, int K
     double best = 1e30;
     for (int r = 0; rc == DD2_OK && r <= reps; r++) {
         double t0 = dd2_now();
-        rc = fn(model, y, B, (uint64_t)3 << 40, tok, st);
+        rc = fn(model, y, B, DD2_SAMPLE_INDEX_LATENCY, tok, st);
         if (r > 0 && dd2_now() - t0 < best) best = dd2_now() - t0; /* run 0 warms up */
     }
     *seconds = best;

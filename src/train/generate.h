@@ -13,6 +13,14 @@
 #include "model/teacher.h"
 #include "train/stage.h"
 
+/* Sample-index offsets: each consumer of generated samples draws from its own range of indices
+ * (seed_offset below), so no two of them ever share draws. One table, so a new one cannot collide. */
+#define DD2_SAMPLE_INDEX_SAMPLE ((uint64_t)0)               /* `dd2 sample` */
+#define DD2_SAMPLE_INDEX_EVAL ((uint64_t)1 << 40)           /* `dd2 eval`'s FID rows */
+#define DD2_SAMPLE_INDEX_TEACHER_SAMPLE ((uint64_t)2 << 40) /* `dd2 teacher-sample` (stage 1's data) */
+#define DD2_SAMPLE_INDEX_LATENCY ((uint64_t)3 << 40)        /* dd2_measure_latency */
+#define DD2_SAMPLE_INDEX_HELDOUT ((uint64_t)4 << 40)        /* stage 1's held-out evaluation set */
+
 /* Balanced classes: labels[i] = i * K / N (rows of a grid hold one class each when N is a
  * multiple of K). */
 void dd2_balanced_labels(int32_t *labels, int64_t N, int K);

@@ -107,7 +107,7 @@ int dd2_stage_sample(const dd2_stage_ctx *ctx, dd2_status *st) {
     }
     if (rc == DD2_OK) {
         dd2_balanced_labels(labels, N, cfg->data.n_classes);
-        rc = dd2_generate(ctx, fn, sampler, td.n, labels, N, 0, tokens, &seconds, st);
+        rc = dd2_generate(ctx, fn, sampler, td.n, labels, N, DD2_SAMPLE_INDEX_SAMPLE, tokens, &seconds, st);
     }
     if (rc == DD2_OK) {
         dd2_info0("sample: %lld %s images in %.2fs (%.1f images/s, %d rank%s)", (long long)N, name, seconds,

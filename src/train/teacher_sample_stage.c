@@ -12,8 +12,6 @@
 #include "train/teacher_io.h"
 #include "train/token_data.h"
 
-/* Draws of teacher-sample are keyed apart from `dd2 sample` (0) and `dd2 eval` (2^40). */
-#define TEACHER_SAMPLE_SEED_OFFSET ((uint64_t)2 << 40)
 
 static int write_file(const char *path, const int32_t *tokens, const int32_t *labels, int64_t N, int n, double seconds,
                       dd2_status *st) {
@@ -52,7 +50,7 @@ int dd2_stage_teacher_sample(const dd2_stage_ctx *ctx, dd2_status *st) {
     }
     if (rc == DD2_OK) {
         dd2_balanced_labels(labels, N, cfg->data.n_classes);
-        rc = dd2_generate_teacher(ctx, &t, params, labels, N, TEACHER_SAMPLE_SEED_OFFSET, tokens, &seconds, st);
+        rc = dd2_generate_teacher(ctx, &t, params, labels, N, DD2_SAMPLE_INDEX_TEACHER_SAMPLE, tokens, &seconds, st);
     }
     if (rc == DD2_OK && ctx->env->rank == 0) {
         rc = write_file(path, tokens, labels, N, td.n, seconds, st);
