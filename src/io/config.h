@@ -144,6 +144,10 @@ typedef struct dd2_config {
     struct {
         int init;          /* enum dd2_distill_init */
         struct {
+            int extra_layers;      /* backbone blocks beyond Ψ's (identity at init) */
+            int extra_head_blocks; /* MLP-head residual blocks beyond Ψ's (identity at init) */
+        } generator, guidance;     /* G and ψ */
+        struct {
             int pairs;
             int steps;
             double lr;

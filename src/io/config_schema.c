@@ -152,6 +152,10 @@ const dd2_cfg_key dd2_cfg_schema[] = {
 
     /* distill: stage 2, conditional score distillation */
     K_ENUM("distill.init", distill.init, distill_init_names, "ardiff", "generator and guidance start from the AR-diffusion model, the teacher backbone, or ODE-pair regression"),
+    K_INT("distill.generator.extra_layers", distill.generator.extra_layers, 0, 64, "0", "backbone blocks the generator has beyond the AR-diffusion model's, appended as identities (zero output projections; docs/distill.md)"),
+    K_INT("distill.generator.extra_head_blocks", distill.generator.extra_head_blocks, 0, 64, "0", "MLP-head residual blocks the generator has beyond the AR-diffusion model's, appended as identities (zero AdaLN)"),
+    K_INT("distill.guidance.extra_layers", distill.guidance.extra_layers, 0, 64, "0", "backbone blocks the guidance network has beyond the AR-diffusion model's, appended as identities"),
+    K_INT("distill.guidance.extra_head_blocks", distill.guidance.extra_head_blocks, 0, 64, "0", "MLP-head residual blocks the guidance network has beyond the AR-diffusion model's, appended as identities"),
     K_INT("distill.ode.pairs", distill.ode.pairs, 1, IMAX, "2000", "(noise, sequence) pairs sampled from the AR-diffusion ODE (init: ode-pairs)"),
     K_INT("distill.ode.steps", distill.ode.steps, 0, IMAX, "200", "regression steps on the pairs (init: ode-pairs)"),
     K_FLOAT("distill.ode.lr", distill.ode.lr, 0, 1, OPEN_MIN, "1e-4", "regression learning rate (init: ode-pairs)"),

@@ -31,12 +31,53 @@ int dd2_ardiff_init_dims(dd2_ardiff *a, const dd2_backbone_dims *bd, int W, int 
 
 int dd2_ardiff_init(dd2_ardiff *a, const dd2_config *cfg, const dd2_vq_codebook *cb, int gh, int gw,
                     dd2_status *st) {
+    return dd2_ardiff_init_grown(a, cfg, cb, gh, gw, 0, 0, st);
+}
+
+int dd2_ardiff_init_grown(dd2_ardiff *a, const dd2_config *cfg, const dd2_vq_codebook *cb, int gh, int gw,
+                          int extra_layers, int extra_head_blocks, dd2_status *st) {
     dd2_backbone_dims bd;
     dd2_backbone_dims_from_config(&bd, cfg, cb->dim, gh, gw);
-    return dd2_ardiff_init_dims(a, &bd, cfg->head.width, cfg->head.depth, cb, st);
+    bd.L += extra_layers;
+    return dd2_ardiff_init_dims(a, &bd, cfg->head.width, cfg->head.depth + extra_head_blocks, cb, st);
 }
 
 void dd2_ardiff_free(dd2_ardiff *a) { dd2_ptable_free(&a->tab); }
+
+int dd2_ardiff_grow(const dd2_ardiff *dst, float *dparams, const dd2_ardiff *src, const float *sparams, uint64_t seed,
+                    dd2_status *st) {
+    dd2_backbone_dims a = dst->bb.dims, b = src->bb.dims;
+    const int Ld = a.L, Ls = b.L;
+    a.L = b.L = 0;
+    const dd2_mlp_head_dims *ha = &dst->head.dims, *hb = &src->head.dims;
+    if (memcmp(&a, &b, sizeof a) != 0 || ha->C != hb->C || ha->d != hb->d || ha->W != hb->W || Ld < Ls ||
+        ha->depth < hb->depth)
+        return DD2_FAIL(st, DD2_ERR_INPUT,
+                        "cannot grow a network of %d layers, width %d, head %d x %d into one of %d layers, width %d, "
+                        "head %d x %d (only more layers and head blocks)",
+                        Ls, b.d, hb->W, hb->depth, Ld, a.d, ha->W, ha->depth);
+    DD2_TRY(dd2_ptable_init_params(&dst->tab, dparams, seed, st));
+    for (int k = 0; k < src->tab.n; k++) {
+        const dd2_tensor_info *s = &src->tab.t[k];
+        const int j = dd2_ptable_find(&dst->tab, s->name);
+        if (j < 0 || dst->tab.t[j].numel != s->numel)
+            return DD2_FAIL(st, DD2_ERR_INPUT, "growing a network: tensor '%s' %s", s->name,
+                            j < 0 ? "is missing in the larger network" : "has another size there");
+        memcpy(dparams + dst->tab.t[j].offset, sparams + s->offset, s->numel * sizeof(float));
+    }
+    const int d = a.d, F = a.F, W = ha->W;
+    for (int l = Ls; l < Ld; l++) {
+        const dd2_backbone_layer ly = dd2_backbone_layer_at(&dst->bb, l);
+        memset(dparams + ly.wo, 0, (size_t)d * d * sizeof(float));
+        memset(dparams + ly.w2, 0, (size_t)d * F * sizeof(float));
+    }
+    for (int r = hb->depth; r < ha->depth; r++) {
+        const dd2_mlp_head_block hbk = dd2_mlp_head_block_at(&dst->head, r);
+        memset(dparams + hbk.ada_w, 0, (size_t)3 * W * W * sizeof(float));
+        memset(dparams + hbk.ada_b, 0, (size_t)3 * W * sizeof(float));
+    }
+    return DD2_OK;
+}
 
 int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const char *dst_prefix, int first, int count,
                             const dd2_param_table *src_tab, const float *src, const char *src_prefix, dd2_status *st) {

@@ -59,6 +59,23 @@ int dd2_ardiff_init_dims(dd2_ardiff *a, const dd2_backbone_dims *bd, int W, int 
                          dd2_status *st);
 void dd2_ardiff_free(dd2_ardiff *a);
 
+/* Ψ's architecture (dd2_ardiff_init) with extra_layers more backbone blocks and extra_head_blocks
+ * more head residual blocks: the networks of stage 2 (distill.generator.*, distill.guidance.*).
+ * The same tensor names, so Ψ's tensors are a subset of the grown network's. */
+int dd2_ardiff_init_grown(dd2_ardiff *a, const dd2_config *cfg, const dd2_vq_codebook *cb, int gh, int gw,
+                          int extra_layers, int extra_head_blocks, dd2_status *st);
+
+/* Grow a network from a smaller one of the same kind, keeping its function: dst's parameters
+ * dparams = the table's initialisation from seed (dd2_ptable_init_params), then every tensor of
+ * src copied by name (each must exist in dst with the same shape, else DD2_ERR_INPUT naming it),
+ * then the residual outputs of dst's blocks beyond src's zeroed (backbone blocks l >= src L:
+ * attn.wo and mlp.w2; head blocks r >= src depth: ada.w and ada.b, so shift = scale = gate = 0).
+ * Each added block then adds 0 to the residual stream: dst computes src's function exactly, and
+ * its gradients reach the added blocks through those zeroed output maps. dst must have src's
+ * dims except L and depth, which may only be larger. With equal dims dparams = sparams. */
+int dd2_ardiff_grow(const dd2_ardiff *dst, float *dparams, const dd2_ardiff *src, const float *sparams, uint64_t seed,
+                    dd2_status *st);
+
 /* Copy tensors by name: for every entry k in [first, first + count) of dst_tab whose name is
  * dst_prefix + X, dst[entry] = the tensor src_prefix + X of src_tab (prefixes may be NULL = "").
  * A missing source tensor or a different shape is DD2_ERR_INPUT naming it. Example: the backbone

@@ -10,6 +10,16 @@
 #include "io/h5io.h"
 #include "model/params_io.h"
 
+int dd2_generator_arch(dd2_ardiff *G, const dd2_config *cfg, const dd2_token_data *td, dd2_status *st) {
+    return dd2_ardiff_init_grown(G, cfg, &td->cb, td->gh, td->gw, cfg->distill.generator.extra_layers,
+                                 cfg->distill.generator.extra_head_blocks, st);
+}
+
+int dd2_guidance_arch(dd2_ardiff *psi, const dd2_config *cfg, const dd2_token_data *td, dd2_status *st) {
+    return dd2_ardiff_init_grown(psi, cfg, &td->cb, td->gh, td->gw, cfg->distill.guidance.extra_layers,
+                                 cfg->distill.guidance.extra_head_blocks, st);
+}
+
 int dd2_generator_save(const char *path, const dd2_ardiff *G, const float *params, int64_t steps, int init, int grad,
                        double last_fid, dd2_status *st) {
     dd2_h5 *h = NULL;
@@ -46,7 +56,7 @@ int dd2_generator_load(const dd2_stage_ctx *ctx, const dd2_token_data *td, dd2_a
     DD2_TRY(dd2_stage_path(ctx, "distill/generator.h5", path, sizeof path, st));
     if (!dd2_file_exists(path))
         return DD2_FAIL(st, DD2_ERR_INPUT, "%s not found: run `dd2 distill CONFIG` first", path);
-    DD2_TRY(dd2_ardiff_init(G, ctx->cfg, &td->cb, td->gh, td->gw, st));
+    DD2_TRY(dd2_generator_arch(G, ctx->cfg, td, st));
     *params = DD2_CALLOC(G->tab.numel, sizeof(float), st);
     if (!*params) return DD2_ERR_RUNTIME;
     dd2_h5 *h = NULL;
@@ -56,10 +66,19 @@ int dd2_generator_load(const dd2_stage_ctx *ctx, const dd2_token_data *td, dd2_a
     if (rc == DD2_OK && strcmp(format, DD2_GENERATOR_FORMAT) != 0)
         rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: format '%s', expected '%s'", path, format, DD2_GENERATOR_FORMAT);
     free(format);
+    int64_t L = 0, depth = 0; /* a larger file would otherwise load as a truncated network */
+    if (rc == DD2_OK) rc = dd2_h5_attr_get_i64(h, NULL, "L", &L, st);
+    if (rc == DD2_OK) rc = dd2_h5_attr_get_i64(h, NULL, "depth", &depth, st);
+    if (rc == DD2_OK && (L != G->bb.dims.L || depth != G->head.dims.depth))
+        rc = DD2_FAIL(st, DD2_ERR_INPUT,
+                      "%s: a generator of %lld layers and head depth %lld; the config gives %d and %d "
+                      "(model.n_layers + distill.generator.extra_layers, head.depth + "
+                      "distill.generator.extra_head_blocks)",
+                      path, (long long)L, (long long)depth, G->bb.dims.L, G->head.dims.depth);
     if (rc == DD2_OK) {
         rc = dd2_params_read_h5(h, "params", &G->tab, *params, st);
         if (rc != DD2_OK)
-            dd2_status_prefix(st, "the generator file does not match the config (model.*, head.*, vq.codes)");
+            dd2_status_prefix(st, "the generator file does not match the config (model.*, head.*, distill.generator.*, vq.codes)");
     }
     dd2_status st2;
     dd2_status_clear(&st2);
@@ -73,7 +92,7 @@ int dd2_generator_load_checkpoint(const dd2_stage_ctx *ctx, const dd2_token_data
     *params = NULL;
     memset(G, 0, sizeof *G);
     DD2_TRY(dd2_stage_path(ctx, "distill", dir, sizeof dir, st));
-    DD2_TRY(dd2_ardiff_init(G, ctx->cfg, &td->cb, td->gh, td->gw, st));
+    DD2_TRY(dd2_generator_arch(G, ctx->cfg, td, st));
     *params = DD2_CALLOC(G->tab.numel, sizeof(float), st);
     if (!*params) return DD2_ERR_RUNTIME;
     dd2_ckpt_net net = {"gen", &G->tab, NULL, NULL, NULL, *params};

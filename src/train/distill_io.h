@@ -48,7 +48,12 @@ int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill
 int dd2_generator_save(const char *path, const dd2_ardiff *G, const float *params, int64_t steps, int init, int grad,
                        double last_fid, dd2_status *st);
 
-/* Build G from the config and the token data (codebook td->cb; the struct is Ψ's), then read
+/* The architectures of stage 2 from the config and the token data (codebook td->cb): G is Ψ's
+ * grown by distill.generator.*, ψ Ψ's grown by distill.guidance.* (dd2_ardiff_init_grown). */
+int dd2_generator_arch(dd2_ardiff *G, const dd2_config *cfg, const dd2_token_data *td, dd2_status *st);
+int dd2_guidance_arch(dd2_ardiff *psi, const dd2_config *cfg, const dd2_token_data *td, dd2_status *st);
+
+/* Build G (dd2_generator_arch), then read
  * <run>/distill/generator.h5 into a new buffer *params (caller frees; G freed with
  * dd2_ardiff_free). A missing file says to run `dd2 distill` first; a model that does not match
  * the config names the tensor. Any rank, no MPI. */

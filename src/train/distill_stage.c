@@ -78,13 +78,14 @@ typedef struct trainer {
     dd2_score_server srv;
     dd2_score_link link;         /* to the teacher-score service (local or MPI) */
     dd2_score_msg req;           /* the generator batch: q, y, x_t, t (the request in flight) */
-    dd2_ardiff net;              /* offsets of G and of ψ (same architecture and layout) */
+    dd2_ardiff gnet, pnet;       /* offsets of G and of ψ (ψ: Ψ's architecture; G: Ψ's grown by
+                                    distill.generator.*, the same when those are 0) */
     dd2_ardiff_work gw, gw2, pw; /* G on the generator batch (kept for its backward), G on the guidance
                                     batches, guidance (m draws) */
     dd2_csd_work cw;
     float *gp, *gg, *gm, *gv, *gema; /* G: params, grads, Adam m and v, EMA */
     float *pp, *pg, *pm, *pv;        /* ψ */
-    uint8_t *decay_mask;
+    uint8_t *gmask, *pmask;      /* weight-decay masks of G and ψ */
     float *eps, *q, *dq;         /* [bl,n,C] */
     float *gdraw;                /* [bl·n·m, C] the generator batch's draws ε' */
     int *y;                      /* [bl] */
@@ -108,7 +109,8 @@ static void trainer_free(trainer *tr) {
     dd2_ardiff_work_free(&tr->gw);
     dd2_ardiff_work_free(&tr->gw2);
     dd2_ardiff_work_free(&tr->pw);
-    dd2_ardiff_free(&tr->net);
+    dd2_ardiff_free(&tr->gnet);
+    dd2_ardiff_free(&tr->pnet);
     dd2_score_msg_free(&tr->req);
     dd2_score_msg_free(&tr->link.rep);
     dd2_score_server_free(&tr->srv);
@@ -119,7 +121,8 @@ static void trainer_free(trainer *tr) {
     float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
                      tr->eps, tr->q, tr->dq, tr->gdraw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(tr->decay_mask);
+    free(tr->gmask);
+    free(tr->pmask);
     free(tr->y);
 }
 
@@ -127,34 +130,47 @@ static const char *init_name(int init) {
     return init == DD2_DISTILL_INIT_TEACHER ? "teacher" : init == DD2_DISTILL_INIT_ODE_PAIRS ? "ode-pairs" : "ardiff";
 }
 
-/* G's initial weights (ψ and the EMA start as copies). */
-static int init_generator(trainer *tr, dd2_status *st) {
+/* The initial weights: a source network S of Ψ's architecture from distill.init (Ψ itself, or
+ * the teacher's backbone with a fresh head), then ψ and G grown from S (dd2_ardiff_grow: the same
+ * function as S, an exact copy when distill.guidance.* / distill.generator.* add nothing). The
+ * EMA starts as a copy of G. */
+static int init_networks(trainer *tr, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
-    const size_t numel = tr->net.tab.numel;
+    const uint64_t seed = (uint64_t)cfg->run.seed;
+    dd2_ardiff src;
+    float *sp = NULL;
+    int rc;
     switch (cfg->distill.init) {
     case DD2_DISTILL_INIT_ARDIFF:
-    case DD2_DISTILL_INIT_ODE_PAIRS: { /* ode-pairs: Ψ, then the regression phase (ode_pairs_phase) */
-        dd2_ardiff psi;
-        float *psi_params = NULL;
-        int rc = dd2_ardiff_load(tr->ctx, &tr->td, &psi, &psi_params, st);
-        if (rc == DD2_OK) {
-            memset(tr->gp, 0, numel * sizeof(float));
-            rc = dd2_ardiff_copy_tensors(&tr->net.tab, tr->gp, NULL, 0, tr->net.tab.n, &psi.tab, psi_params, NULL, st);
-            if (rc != DD2_OK) dd2_status_prefix(st, "distill: initialising from the AR-diffusion model");
-        }
-        dd2_ardiff_free(&psi);
-        free(psi_params);
-        return rc;
-    }
+    case DD2_DISTILL_INIT_ODE_PAIRS: /* ode-pairs: Ψ, then the regression phase (ode_pairs_phase) */
+        rc = dd2_ardiff_load(tr->ctx, &tr->td, &src, &sp, st);
+        break;
     case DD2_DISTILL_INIT_TEACHER:
-        DD2_TRY(dd2_ptable_init_params(&tr->net.tab, tr->gp, (uint64_t)cfg->run.seed, st));
-        DD2_TRY_CTX(dd2_ardiff_copy_tensors(&tr->net.tab, tr->gp, NULL, tr->net.bb.first, tr->net.bb.count, &tr->t.tab,
-                                            tr->tparams, NULL, st),
-                    st, "distill: initialising the backbone from the teacher");
-        return DD2_OK;
+        rc = dd2_ardiff_init(&src, cfg, &tr->td.cb, tr->td.gh, tr->td.gw, st);
+        if (rc == DD2_OK) sp = DD2_MALLOC(src.tab.numel * sizeof(float), st);
+        if (rc == DD2_OK && !sp) rc = DD2_ERR_RUNTIME;
+        if (rc == DD2_OK) rc = dd2_ptable_init_params(&src.tab, sp, seed, st);
+        if (rc == DD2_OK) {
+            rc = dd2_ardiff_copy_tensors(&src.tab, sp, NULL, src.bb.first, src.bb.count, &tr->t.tab, tr->tparams, NULL,
+                                         st);
+            if (rc != DD2_OK) dd2_status_prefix(st, "distill: initialising the backbone from the teacher");
+        }
+        break;
     default:
         return DD2_FAIL(st, DD2_ERR_RUNTIME, "distill.init: unknown value %d", cfg->distill.init);
     }
+    if (rc == DD2_OK) {
+        rc = dd2_ardiff_grow(&tr->pnet, tr->pp, &src, sp, seed, st);
+        if (rc != DD2_OK) dd2_status_prefix(st, "distill: the guidance network from %s", init_name(cfg->distill.init));
+    }
+    if (rc == DD2_OK) {
+        rc = dd2_ardiff_grow(&tr->gnet, tr->gp, &src, sp, seed, st);
+        if (rc != DD2_OK) dd2_status_prefix(st, "distill: the generator from %s", init_name(cfg->distill.init));
+    }
+    if (rc == DD2_OK) memcpy(tr->gema, tr->gp, tr->gnet.tab.numel * sizeof(float));
+    dd2_ardiff_free(&src);
+    free(sp);
+    return rc;
 }
 
 /* Periodic FID: needs `dd2 fid-stats`; a missing or mismatched network only turns it off.
@@ -200,7 +216,8 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     const dd2_token_data *d = &tr->td;
     const int need_teacher = roles->worker < 0 || cfg->distill.init == DD2_DISTILL_INIT_TEACHER;
     if (need_teacher) DD2_TRY(dd2_teacher_load(ctx, d, &tr->t, &tr->tparams, st));
-    DD2_TRY(dd2_ardiff_init(&tr->net, cfg, &d->cb, d->gh, d->gw, st));
+    DD2_TRY(dd2_guidance_arch(&tr->pnet, cfg, d, st));
+    DD2_TRY(dd2_generator_arch(&tr->gnet, cfg, d, st));
     const int R = tr->size, r = tr->rank;
     tr->B = cfg->distill.batch;
     tr->m = cfg->distill.m;
@@ -214,38 +231,37 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->align_on = cfg->distill.align.after > 0 && cfg->distill.align.after < tr->steps && cfg->distill.align.steps > 0;
     tr->total = tr->steps + (tr->align_on ? cfg->distill.align.steps : 0);
     const int bl = tr->bl, n = d->n, C = d->cb.dim;
-    const size_t numel = tr->net.tab.numel, seq = (size_t)bl * n * C;
-    tr->gp = DD2_MALLOC(numel * sizeof(float), st);
-    tr->gema = DD2_MALLOC(numel * sizeof(float), st);
-    tr->pp = DD2_MALLOC(numel * sizeof(float), st);
-    tr->gg = DD2_CALLOC(numel, sizeof(float), st);
-    tr->gm = DD2_CALLOC(numel, sizeof(float), st);
-    tr->gv = DD2_CALLOC(numel, sizeof(float), st);
-    tr->pg = DD2_CALLOC(numel, sizeof(float), st);
-    tr->pm = DD2_CALLOC(numel, sizeof(float), st);
-    tr->pv = DD2_CALLOC(numel, sizeof(float), st);
-    tr->decay_mask = dd2_ptable_decay_mask(&tr->net.tab, st);
+    const size_t gnumel = tr->gnet.tab.numel, pnumel = tr->pnet.tab.numel, seq = (size_t)bl * n * C;
+    tr->gp = DD2_MALLOC(gnumel * sizeof(float), st);
+    tr->gema = DD2_MALLOC(gnumel * sizeof(float), st);
+    tr->pp = DD2_MALLOC(pnumel * sizeof(float), st);
+    tr->gg = DD2_CALLOC(gnumel, sizeof(float), st);
+    tr->gm = DD2_CALLOC(gnumel, sizeof(float), st);
+    tr->gv = DD2_CALLOC(gnumel, sizeof(float), st);
+    tr->pg = DD2_CALLOC(pnumel, sizeof(float), st);
+    tr->pm = DD2_CALLOC(pnumel, sizeof(float), st);
+    tr->pv = DD2_CALLOC(pnumel, sizeof(float), st);
+    tr->gmask = dd2_ptable_decay_mask(&tr->gnet.tab, st);
+    tr->pmask = dd2_ptable_decay_mask(&tr->pnet.tab, st);
     tr->eps = DD2_MALLOC(seq * sizeof(float), st);
     tr->q = DD2_MALLOC(seq * sizeof(float), st);
     tr->dq = DD2_MALLOC(seq * sizeof(float), st);
     tr->gdraw = DD2_MALLOC(seq * (size_t)tr->m * sizeof(float), st);
     tr->y = DD2_MALLOC((size_t)bl * sizeof(int), st);
     if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
-        !tr->decay_mask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
+        !tr->gmask || !tr->pmask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
         return DD2_ERR_RUNTIME;
-    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->net, bl, 1, st));
-    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw2, &tr->net, bl, 1, st));
-    DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->net, bl, tr->m, st));
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->gnet, bl, 1, st));
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->gw2, &tr->gnet, bl, 1, st));
+    DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->pnet, bl, tr->m, st));
     DD2_TRY(dd2_csd_work_alloc(&tr->cw, bl, n, C, tr->m, cfg->distill.csd.grad == DD2_CSD_GRAD_SID, st));
-    DD2_TRY(init_generator(tr, st));
+    DD2_TRY(init_networks(tr, st));
     DD2_TRY(dd2_score_learner_link(cfg, roles, &tr->t, tr->tparams, &d->cb, &tr->srv, &tr->link, st));
     if (roles->worker >= 0 && tr->tparams) { /* init: teacher needed it only for the weights */
         dd2_teacher_free(&tr->t);
         free(tr->tparams);
         tr->tparams = NULL;
     }
-    memcpy(tr->pp, tr->gp, numel * sizeof(float));
-    memcpy(tr->gema, tr->gp, numel * sizeof(float));
     tr->gen_sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->distill.lr_gen, 0.0, cfg->distill.gen_warmup_from,
                                       cfg->distill.gen_warmup, tr->steps};
     tr->adam = (dd2_adam_cfg){(float)cfg->distill.betas.v[0], (float)cfg->distill.betas.v[1], 1e-8f,
@@ -279,9 +295,10 @@ static void jnum(char *buf, size_t n, const char *name, double v) {
 
 /* Clip, check and apply an Adam step to one network; *skipped when the loss or the gradient is
  * not finite (the same decision on every rank, after the sums). */
-static void apply_update(trainer *tr, float *p, float *g, float *m, float *v, double loss, float lr, int64_t *updates,
-                         int64_t *skipped_count, int64_t *bad_run, double *gnorm, int *skipped) {
-    const size_t numel = tr->net.tab.numel;
+static void apply_update(trainer *tr, const dd2_ardiff *net, float *p, float *g, float *m, float *v, double loss,
+                         float lr, int64_t *updates, int64_t *skipped_count, int64_t *bad_run, double *gnorm,
+                         int *skipped) {
+    const size_t numel = net->tab.numel;
     *gnorm = sqrt(dd2_sum_squares(g, numel));
     *skipped = !isfinite(loss) || !isfinite(*gnorm);
     if (*skipped) {
@@ -291,24 +308,24 @@ static void apply_update(trainer *tr, float *p, float *g, float *m, float *v, do
     }
     *bad_run = 0;
     dd2_scale(g, numel, dd2_clip_scale(*gnorm, (float)tr->cfg->distill.grad_clip));
-    dd2_adamw_step(p, g, m, v, tr->decay_mask, numel, lr, &tr->adam, (long)*updates + 1);
+    dd2_adamw_step(p, g, m, v, net == &tr->gnet ? tr->gmask : tr->pmask, numel, lr, &tr->adam, (long)*updates + 1);
     (*updates)++;
 }
 
 /* One guidance update on a fresh generator batch; *loss = mean over the global batch's points of
  * ‖v_ψ − (ε' − q)‖² / C. */
 static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd2_status *st) {
-    const size_t numel = tr->net.tab.numel;
+    const size_t numel = tr->pnet.tab.numel;
     const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
     draw_batch(tr, tr->c[C_BATCHES]++, tr->eps, tr->y, tr->pw.t, tr->pw.eps);
-    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw2, tr->eps, tr->y, tr->bl, tr->q);
+    dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw2, tr->eps, tr->y, tr->bl, tr->q);
     memset(tr->pg, 0, numel * sizeof(float));
-    double sum = dd2_csd_guidance_loss(&tr->net, tr->pp, tr->pg, &tr->pw, tr->q, tr->y, tr->pw.t, tr->pw.eps, tr->bl,
+    double sum = dd2_csd_guidance_loss(&tr->pnet, tr->pp, tr->pg, &tr->pw, tr->q, tr->y, tr->pw.t, tr->pw.eps, tr->bl,
                                        tr->m, (float)(1.0 / points));
     DD2_TRY(dd2_allreduce_sum_f32(tr->pg, numel, tr->comm, st));
     DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
-    apply_update(tr, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
+    apply_update(tr, &tr->pnet, tr->pp, tr->pg, tr->pm, tr->pv, *loss, (float)tr->cfg->distill.lr_guid, &tr->c[C_GUID_UPDATES],
                  &tr->c[C_GUID_SKIPPED], &tr->c[C_GUID_BAD_RUN], gnorm, skipped);
     tr->c[C_GUID_STEPS]++;
     tr->sec_guid += dd2_now() - t0;
@@ -328,7 +345,7 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, sid ? DD2_SCORE_WANT_COV : 0, tr->bl, n, C, tr->m, 0, st));
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
     draw_batch(tr, g, tr->eps, r.y, r.t, tr->gdraw);
-    dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
+    dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
     dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
     DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
     tr->sec_gen += dd2_now() - t0;
@@ -338,17 +355,17 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
 /* out[0] = mean loss per point, out[1] = mean ω, out[2] = mean |q − a| (over the global batch). */
 static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skipped, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
-    const size_t numel = tr->net.tab.numel;
+    const size_t numel = tr->gnet.tab.numel;
     const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
     const dd2_score_msg *rep;
     DD2_TRY(dd2_score_link_wait(&tr->link, DD2_SCORE_REP, &rep, st));
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
     const dd2_score_rep_view a = dd2_score_rep_of(rep);
     dd2_csd_stats s;
-    dd2_csd_generator_loss(&tr->net, tr->pp, &tr->pw, &tr->cw, a.mu, a.cov, r.q, r.y, r.t, r.x, tr->bl, tr->m,
+    dd2_csd_generator_loss(&tr->pnet, tr->pp, &tr->pw, &tr->cw, a.mu, a.cov, r.q, r.y, r.t, r.x, tr->bl, tr->m,
                            &tr->opts, (float)(1.0 / points), tr->dq, &s);
     memset(tr->gg, 0, numel * sizeof(float));
-    dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+    dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     dd2_fault_poison("distill", (long)tr->c[C_GEN_STEP], tr->gg);
     DD2_TRY(dd2_fault_fail("distill", (long)tr->c[C_GEN_STEP], st));
     double sums[3] = {s.loss, s.omega, s.absdiff};
@@ -358,7 +375,7 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
     out[1] = sums[1] / tr->B;
     out[2] = sums[2] / tr->B;
     const long it = (long)tr->c[C_GEN_STEP];
-    apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
+    apply_update(tr, &tr->gnet, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
                  &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->c[C_GEN_BAD_RUN], gnorm, skipped);
     if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
     tr->c[C_GEN_STEP]++;
@@ -384,7 +401,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     const int n = tr->td.n, C = tr->td.cb.dim, R = tr->size, r = tr->rank;
     const int batch = cfg->sample.batch;
     const uint64_t seed = (uint64_t)cfg->run.seed;
-    const size_t numel = tr->net.tab.numel, seqf = (size_t)n * C;
+    const size_t numel = tr->gnet.tab.numel, seqf = (size_t)n * C;
     if (N * (int64_t)seqf > 0x7fffffff)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.ode.pairs = %lld is too many", (long long)N);
     float *pq = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
@@ -402,7 +419,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
         const int b = (int)(hi - i < batch ? hi - i : batch);
         dd2_csd_classes(seed, ODE_SLOT + (uint64_t)i, b, n, cfg->data.n_classes, py + i);
-        rc = dd2_ardiff_sample(&tr->net, tr->gp, py + i, b, cfg->ardiff.euler_steps, (float)cfg->ardiff.t_min,
+        rc = dd2_ardiff_sample(&tr->pnet, tr->pp, py + i, b, cfg->ardiff.euler_steps, (float)cfg->ardiff.t_min,
                                cfg->sample.snap, seed, ODE_SLOT + (uint64_t)i, tok, pq + i * seqf, pe + i * seqf, st);
         dd2_progress_update(&prog, (long)(i + b - lo), NULL);
     }
@@ -426,6 +443,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     int acc_n = 0;
     int64_t updates = 0, skipped_n = 0, bad_run = 0;
     t0 = dd2_now();
+    dd2_progress_begin(&prog, "ode regression", 0, cfg->distill.ode.steps > 0 ? cfg->distill.ode.steps : 1, 30.0);
     for (int s = 0; rc == DD2_OK && s < cfg->distill.ode.steps; s++) {
         for (int k = tr->lo; k < tr->hi; k++) {
             const int64_t j = ((int64_t)s * tr->B + k) % N;
@@ -433,7 +451,7 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
             memcpy(target + (size_t)(k - tr->lo) * seqf, pq + j * seqf, seqf * sizeof(float));
             tr->y[k - tr->lo] = py[j];
         }
-        dd2_csd_generator_forward(&tr->net, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+        dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
         double sum = 0.0;
         for (size_t e = 0; e < (size_t)tr->bl * seqf; e++) {
             const float d = tr->q[e] - target[e];
@@ -441,29 +459,34 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
             tr->dq[e] = (float)(2.0 * d / elems);
         }
         memset(tr->gg, 0, numel * sizeof(float));
-        dd2_csd_generator_backward(&tr->net, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+        dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
         rc = dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st);
         if (rc == DD2_OK) rc = dd2_allreduce_sum_f64(&sum, 1, tr->comm, st);
         if (rc != DD2_OK) break;
         const double loss = sum / elems;
         double gnorm;
         int skipped;
-        apply_update(tr, tr->gp, tr->gg, tr->gm, tr->gv, loss, (float)cfg->distill.ode.lr, &updates, &skipped_n,
+        apply_update(tr, &tr->gnet, tr->gp, tr->gg, tr->gm, tr->gv, loss, (float)cfg->distill.ode.lr, &updates, &skipped_n,
                      &bad_run, &gnorm, &skipped);
         if (rc == DD2_OK && bad_run >= cfg->dist.max_bad_steps)
             rc = dd2_train_bad_limit("distill (ODE-pair regression)", "steps", bad_run, cfg->dist.max_bad_steps,
                                      "distill.ode.lr", st);
         if (!skipped) acc += loss, acc_n++;
         if (s == 0) first = loss;
+        char extra[48];
+        snprintf(extra, sizeof extra, "loss %.5f", loss);
+        dd2_progress_update(&prog, s + 1, extra);
         if ((s + 1) % every == 0 || s + 1 == cfg->distill.ode.steps) {
             char fields[200] = "";
             jnum(fields, sizeof fields, "ode_loss", acc_n ? acc / acc_n : NAN);
             jnum(fields, sizeof fields, "grad_norm", gnorm);
             rc = dd2_metrics_append(tr->ctx, "distill-ode", s + 1, fields, st);
-            if (s + 1 == cfg->distill.ode.steps)
+            if (s + 1 == cfg->distill.ode.steps) {
+                dd2_progress_end(&prog, NULL);
                 dd2_info0("distill: ODE-pair regression: %d steps in %.1fs, loss %.5f -> %.5f "
                           "(mean |G(eps) - q|^2 / C)",
                           cfg->distill.ode.steps, dd2_now() - t0, first, acc_n ? acc / acc_n : NAN);
+            }
             acc = 0.0, acc_n = 0;
         }
     }
@@ -485,8 +508,8 @@ static long units(const trainer *tr) { return (long)(tr->c[C_GEN_STEP] + tr->c[C
 
 static void make_spec(trainer *tr, dd2_ckpt_net nets[2], dd2_ckpt_state states[N_COUNTERS], dd2_ckpt_spec *spec,
                       char *config_text) {
-    nets[0] = (dd2_ckpt_net){"gen", &tr->net.tab, tr->gp, tr->gm, tr->gv, tr->gema};
-    nets[1] = (dd2_ckpt_net){"guid", &tr->net.tab, tr->pp, tr->pm, tr->pv, NULL};
+    nets[0] = (dd2_ckpt_net){"gen", &tr->gnet.tab, tr->gp, tr->gm, tr->gv, tr->gema};
+    nets[1] = (dd2_ckpt_net){"guid", &tr->pnet.tab, tr->pp, tr->pm, tr->pv, NULL};
     for (int i = 0; i < N_COUNTERS; i++)
         states[i] = (dd2_ckpt_state){counter_names[i], DD2_CKPT_I64, 1, &tr->c[i], i >= C_GEN_BAD_RUN, 0};
     *spec = (dd2_ckpt_spec){nets, 2, states, N_COUNTERS, config_text, DD2_GIT_REV};
@@ -540,7 +563,7 @@ static int periodic_fid(trainer *tr, dd2_status *st) {
     double secs = 0.0, fid = NAN;
     if (rc == DD2_OK) {
         dd2_balanced_labels(labels, N, cfg->data.n_classes);
-        rc = dd2_generate_onestep(tr->ctx, &tr->net, tr->gema, labels, N, 0, tokens, q, &secs, st);
+        rc = dd2_generate_onestep(tr->ctx, &tr->gnet, tr->gema, labels, N, 0, tokens, q, &secs, st);
     }
     int rc0 = DD2_OK;
     if (rc == DD2_OK && tr->rank == 0) {
@@ -590,14 +613,16 @@ static int save_cb(void *tr, const char *dir, dd2_status *st) { return save_chec
 
 static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
-    const size_t numel = tr->net.tab.numel;
+    const size_t numel = tr->gnet.tab.numel;
     DD2_TRY(dd2_check_replicas(tr->gp, numel, "initial generator weights", tr->comm, st));
     int found = 0;
     DD2_TRY(resume(tr, dir, &found, st));
     if (!found && cfg->distill.init == DD2_DISTILL_INIT_ODE_PAIRS) DD2_TRY(ode_pairs_phase(tr, st));
-    dd2_info0("distill: %.2fM parameters per network (G, guidance), init %s, csd.grad %s (alpha %g), %ld generator "
-              "updates x %d guidance updates, global batch %d x %d draws over %d learner%s%s",
-              (double)numel / 1e6, init_name(cfg->distill.init),
+    dd2_info0("distill: G %.2fM parameters (%d layers, head depth %d), guidance %.2fM (%d layers, head depth %d), "
+              "init %s, csd.grad %s (alpha %g), %ld generator updates x %d guidance updates, global batch %d x %d "
+              "draws over %d learner%s%s",
+              (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
+              tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha, tr->steps, tr->K,
               tr->B, tr->m, tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
@@ -708,7 +733,7 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
         rc = dd2_metrics_append(lctx, "distill", units(tr), fields, st);
     }
     if (rc == DD2_OK && !stopped && tr->rank == 0)
-        rc = dd2_generator_save(final_path, &tr->net, tr->gema, tr->c[C_GEN_STEP], lctx->cfg->distill.init,
+        rc = dd2_generator_save(final_path, &tr->gnet, tr->gema, tr->c[C_GEN_STEP], lctx->cfg->distill.init,
                                 lctx->cfg->distill.csd.grad, tr->last_fid, st);
     rc = dd2_stage_end_agree(rc, "distill", st);
     if (rc == DD2_OK && !stopped) dd2_info0("distill: wrote %s", final_path);

@@ -2,7 +2,7 @@
 # Stage 2 (`dd2 distill`, docs/distill.md) on the smoke config with tiny step counts:
 # 1 vs 2 ranks agree, bitwise resume from a mid checkpoint, the generator moved away from Ψ,
 # sid + performance alignment + position weights + the periodic FID, init: teacher and ode-pairs,
-# one-step and few-step sampling with the generator.
+# one-step and few-step sampling with the generator, a generator grown by distill.generator.*.
 source "$(dirname "$0")/lib.sh"
 H5CMP=$(dirname "$DD2")/tests/tools/h5cmp
 tmp=$(mktemp -d /tmp/dd2-test-distill-XXXXXX)
@@ -74,6 +74,34 @@ expect_exit ode_pairs_np2 0 run ode2 2 distill "$cfg" "${ode[@]}"
 h5same ode_pairs_ranks_equal "$tmp/ode1/$f" "$tmp/ode2/$f" 1e-3
 grep -q '"stage": "distill-ode", "step": 3,' "$tmp/ode1/metrics.jsonl" && pass ode_pairs_metrics ||
   fail ode_pairs_metrics "no distill-ode line at step 3"
+
+# a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
+# function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`
+# refuses the file with exit 2 naming the config keys
+cp -r "$tmp/r1" "$tmp/grow"; rm -rf "$tmp/grow/distill"
+grow=(--set distill.generator.extra_layers=1 --set distill.generator.extra_head_blocks=1)
+expect_exit grown_run 0 run grow 2 distill "$cfg" "${grow[@]}"
+expect_contains grown_sizes "(3 layers, head depth 3)"
+cp -r "$tmp/grow" "$tmp/growr"
+rm -rf "$tmp/growr/distill/step_00000006" "$tmp/growr/$f"
+echo step_00000003 >"$tmp/growr/distill/LATEST"
+expect_exit grown_resume 0 run growr 2 distill "$cfg" "${grow[@]}"
+h5same grown_resume_bitwise "$tmp/grow/$f" "$tmp/growr/$f" 0
+expect_exit grown_sample 0 run grow 1 sample "$cfg" "${grow[@]}" --model generator
+expect_exit grown_sample_other_config 2 run grow 1 sample "$cfg" --model generator
+expect_contains grown_mismatch_named "distill.generator"
+# a guidance network grown the same way (1 + 1 blocks): trains; its checkpoint does not resume
+# under a config without the extras (exit 2 naming the tensor), and nothing saved is touched
+cp -r "$tmp/r1" "$tmp/gguid"; rm -rf "$tmp/gguid/distill"
+gg=(--set distill.guidance.extra_layers=1 --set distill.guidance.extra_head_blocks=1 --set distill.steps=3)
+expect_exit grown_guidance_run 0 run gguid 2 distill "$cfg" "${gg[@]}"
+expect_contains grown_guidance_sizes "guidance 0.0"
+expect_contains grown_guidance_layers "(3 layers, head depth 3), init"
+before=$(cd "$tmp/gguid/distill" && find . -type f -exec md5sum {} + | sort)
+expect_exit grown_guidance_other_config 2 run gguid 2 distill "$cfg" --set distill.steps=6
+expect_contains grown_guidance_mismatch_named "blocks.2"
+after=$(cd "$tmp/gguid/distill" && find . -type f -exec md5sum {} + | sort)
+[ "$before" = "$after" ] && pass grown_guidance_files_untouched || fail grown_guidance_files_untouched "files changed"
 
 # sampling: one step and 3 steps (the teacher re-samples the last 2 tokens)
 expect_exit sample_onestep 0 run r1 2 sample "$cfg" --model generator

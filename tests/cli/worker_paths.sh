@@ -24,7 +24,7 @@ cp -r "$tmp/a" "$tmp/c"
 mpirun -np 3 "$DD2" pipeline "$cfg" "${small[@]}" --set run.name=b --set dist.teacher_ranks=1 \
   --set distill.steps=5000 --set checkpoint.every=1000 >"$tmp/b.log" 2>&1 &
 mpid=$!
-for _ in $(seq 1200); do grep -q "distill: .* parameters per network" "$tmp/b.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1200); do grep -q "distill: G [0-9.]*M parameters" "$tmp/b.log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 kill -USR1 "$mpid"
 for _ in $(seq 300); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
@@ -46,7 +46,7 @@ long=(--set dist.teacher_ranks=1 --set distill.steps=80 --set checkpoint.every=1
 expect_exit usr1_reference 0 run e 3 distill "${long[@]}"
 mpirun -np 3 "$DD2" distill "$cfg" "${small[@]}" --set run.name=f "${long[@]}" >"$tmp/f.log" 2>&1 &
 mpid=$!
-for _ in $(seq 600); do grep -q "distill: .* parameters per network" "$tmp/f.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "distill: G [0-9.]*M parameters" "$tmp/f.log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 kill -USR1 "$mpid"; wait "$mpid"; rc=$?
 out=$(cat "$tmp/f.log")

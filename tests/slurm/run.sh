@@ -141,7 +141,7 @@ id=$(sbatch --parsable --ntasks-per-node=3 -o "$log" jobs/slurm/distill.sbatch "
 if [[ "$id" =~ ^[0-9]+$ ]]; then
   started=0
   for _ in $(seq 600); do  # up to 120 s: training has started (the signal handler is installed)
-    grep -q "parameters per network" "$log" 2>/dev/null && { started=1; break; }
+    grep -q "distill: G [0-9.]*M parameters" "$log" 2>/dev/null && { started=1; break; }
     [ -z "$(squeue -h -j "$id" -o %i 2>/dev/null)" ] && break
     sleep 0.2
   done

@@ -12,6 +12,8 @@
  *   - the generator forward: q = ε − β with the same hand-set head; with random weights q equals
  *     ε − head(ε, 1, backbone(ε)) computed by separate calls, bitwise; the generator backward
  *     against a double directional finite difference of Σ g ⊙ q;
+ *   - a generator grown by more blocks (dd2_ardiff_grow) is the same function, with the same
+ *     gradients on the shared tensors and nonzero ones on the added output maps;
  *   - the noise and class streams do not depend on the batch split;
  *   - few-step sampling (k = 3, with classifier-free guidance): the first n − k + 1 tokens are the
  *     one-step tokens, and each later token is the categorical draw of its stream from the
@@ -431,6 +433,68 @@ TEST(generator_forward_backward_random) {
     tiny_free(&tc);
 }
 
+/* A generator grown from ψ (dd2_ardiff_grow: 2 more backbone blocks, 1 more head block) computes
+ * the same q bitwise, its gradients on the shared tensors equal the small network's, the added
+ * blocks' zeroed output maps get a gradient (so they can learn), and growing into another width
+ * is an input error. */
+TEST(grown_generator_same_function) {
+    dd2_status st;
+    dd2_status_clear(&st);
+    tiny tc;
+    CHECK(tiny_init(&tc, 31) == 0);
+    dd2_backbone_dims bd = tc.net.bb.dims;
+    bd.L += 2;
+    dd2_ardiff big;
+    CHECK_OK(dd2_ardiff_init_dims(&big, &bd, W, DEPTH + 1, &tc.cb, &st), &st);
+    const size_t ns = tc.net.tab.numel, nb = big.tab.numel;
+    float *pb = calloc(nb, sizeof(float)), *gs = calloc(ns, sizeof(float)), *gb = calloc(nb, sizeof(float));
+    CHECK_OK(dd2_ardiff_grow(&big, pb, &tc.net, tc.params, 5, &st), &st);
+    dd2_ardiff_work ws, wb;
+    CHECK_OK(dd2_ardiff_work_alloc(&ws, &tc.net, B, 1, &st), &st);
+    CHECK_OK(dd2_ardiff_work_alloc(&wb, &big, B, 1, &st), &st);
+    float eps[B * N * C], qs[B * N * C], qb[B * N * C], dq[B * N * C];
+    dd2_csd_noise(3, 0, B, N, C, eps);
+    dd2_csd_generator_forward(&tc.net, tc.params, &ws, eps, tc.y, B, qs);
+    dd2_csd_generator_forward(&big, pb, &wb, eps, tc.y, B, qb);
+    CHECK(memcmp(qs, qb, sizeof qs) == 0);
+    for (int k = 0; k < B * N * C; k++) dq[k] = 0.1f * (float)(k % 7) - 0.3f;
+    dd2_csd_generator_backward(&tc.net, tc.params, gs, &ws, dq, B);
+    dd2_csd_generator_backward(&big, pb, gb, &wb, dq, B);
+    double worst = 0.0, scale = 0.0;
+    for (int k = 0; k < tc.net.tab.n; k++) {
+        const dd2_tensor_info *t = &tc.net.tab.t[k];
+        const dd2_tensor_info *u = &big.tab.t[dd2_ptable_find(&big.tab, t->name)];
+        for (size_t e = 0; e < t->numel; e++) {
+            worst = fmax(worst, fabs((double)gs[t->offset + e] - gb[u->offset + e]));
+            scale = fmax(scale, fabs((double)gs[t->offset + e]));
+        }
+    }
+    printf("  shared tensors: max |grad difference| %.3g (max |grad| %.3g)\n", worst, scale);
+    CHECK(scale > 0 && worst <= 1e-6 * scale);
+    const dd2_backbone_layer ly = dd2_backbone_layer_at(&big.bb, bd.L - 1);
+    const dd2_mlp_head_block hb = dd2_mlp_head_block_at(&big.head, DEPTH);
+    double wo = 0.0, w2 = 0.0, ada = 0.0, wo_init = 0.0;
+    for (int e = 0; e < D * D; e++) wo += fabs(gb[ly.wo + e]), wo_init += fabs(pb[ly.wo + e]);
+    CHECK(wo_init == 0.0);
+    for (int e = 0; e < D * bd.F; e++) w2 += fabs(gb[ly.w2 + e]);
+    for (int e = 0; e < 3 * W * W; e++) ada += fabs(gb[hb.ada_w + e]);
+    CHECK_MSG(wo > 0 && w2 > 0 && ada > 0, "added blocks' gradients: wo %g, w2 %g, ada %g", wo, w2, ada);
+    dd2_ardiff wide;
+    CHECK_OK(dd2_ardiff_init_dims(&wide, &bd, 2 * W, DEPTH, &tc.cb, &st), &st);
+    float *pw = calloc(wide.tab.numel, sizeof(float));
+    CHECK(dd2_ardiff_grow(&wide, pw, &tc.net, tc.params, 5, &st) == DD2_ERR_INPUT);
+    printf("  into another width: %s\n", st.msg);
+    free(pw);
+    dd2_ardiff_free(&wide);
+    dd2_ardiff_work_free(&ws);
+    dd2_ardiff_work_free(&wb);
+    dd2_ardiff_free(&big);
+    free(pb);
+    free(gs);
+    free(gb);
+    tiny_free(&tc);
+}
+
 TEST(noise_and_classes_independent_of_split) {
     float a[5 * N * C], b[5 * N * C];
     int ya[5], yb[5];
@@ -538,6 +602,7 @@ int main(int argc, char **argv) {
     RUN(guidance_loss_hand_computed);
     RUN(generator_forward_hand_set);
     RUN(generator_forward_backward_random);
+    RUN(grown_generator_same_function);
     RUN(noise_and_classes_independent_of_split);
     RUN(fewstep_snap);
     RUN(fewstep_continuous_prefix);
