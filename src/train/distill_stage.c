@@ -78,8 +78,8 @@ typedef struct trainer {
     dd2_score_server srv;
     dd2_score_link link;         /* to the teacher-score service (local or MPI) */
     dd2_score_msg req;           /* the generator batch: q, y, x_t, t (the request in flight) */
-    dd2_ardiff gnet, pnet;       /* offsets of G and of ψ (ψ: Ψ's architecture; G: Ψ's grown by
-                                    distill.generator.*, the same when those are 0) */
+    dd2_ardiff gnet, pnet;       /* offsets of G and of ψ: Ψ's architecture grown by
+                                    distill.generator.* / distill.guidance.* (Ψ's when those are 0) */
     dd2_ardiff_work gw, gw2, pw; /* G on the generator batch (kept for its backward), G on the guidance
                                     batches, guidance (m draws) */
     dd2_csd_work cw;
