@@ -719,11 +719,16 @@ static int run_learner(trainer *tr, const dd2_stage_ctx *lctx, const dd2_roles *
     if (rc == DD2_OK && !stopped) {
         const double secs = dd2_now() - t0;
         const double sg = tr->n_guid ? tr->sec_guid / tr->n_guid : NAN, sG = tr->n_gen ? tr->sec_gen / tr->n_gen : NAN;
-        dd2_info0("distill: %lld generator updates (%lld skipped), %lld guidance updates (%lld skipped) in %.1fs; "
-                  "per update: guidance %.3fs, generator %.3fs (one iteration %.3fs; %.1fs waiting for teacher "
-                  "scores)",
-                  (long long)tr->c[C_GEN_UPDATES], (long long)tr->c[C_GEN_SKIPPED], (long long)tr->c[C_GUID_UPDATES],
-                  (long long)tr->c[C_GUID_SKIPPED], secs, sg, sG, tr->K * sg + sG, wait_s);
+        if (tr->n_gen > 0)
+            dd2_info0("distill: %lld generator updates (%lld skipped), %lld guidance updates (%lld skipped) in %.1fs; "
+                      "per update: guidance %.3fs, generator %.3fs (one iteration %.3fs; %.1fs waiting for teacher "
+                      "scores)",
+                      (long long)tr->c[C_GEN_UPDATES], (long long)tr->c[C_GEN_SKIPPED],
+                      (long long)tr->c[C_GUID_UPDATES], (long long)tr->c[C_GUID_SKIPPED], secs, sg, sG,
+                      tr->K * sg + sG, wait_s);
+        else /* nothing left to do (distill.steps reached, or 0 with only the ODE-pair phase) */
+            dd2_info0("distill: no CSD iteration in this run (%.1fs); generator step %lld of %ld", secs,
+                      (long long)tr->c[C_GEN_STEP], tr->steps);
         char fields[240] = "";
         jnum(fields, sizeof fields, "seconds", secs);
         jnum(fields, sizeof fields, "guid_update_s", sg);

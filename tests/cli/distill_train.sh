@@ -69,6 +69,11 @@ cp -r "$tmp/r1" "$tmp/ode1"; cp -r "$tmp/r1" "$tmp/ode2"; rm -rf "$tmp"/ode?/dis
 ode=(--set distill.init=ode-pairs --set distill.ode.pairs=24 --set distill.ode.steps=4 --set distill.steps=2)
 expect_exit ode_pairs_np1 0 run ode1 1 distill "$cfg" "${ode[@]}"
 expect_contains ode_pairs_regression "ODE-pair regression"
+# only the regression (distill.steps 0): no per-update times of updates that never ran
+cp -r "$tmp/r1" "$tmp/ode0"; rm -rf "$tmp/ode0/distill"
+expect_exit ode_pairs_only 0 run ode0 1 distill "$cfg" "${ode[@]}" --set distill.steps=0
+expect_contains ode_pairs_only_logged "no CSD iteration in this run"
+grep -qi "nan" <<<"$out" && fail ode_pairs_only_no_nan "$(grep -i nan <<<"$out" | head -2)" || pass ode_pairs_only_no_nan
 expect_exit ode_pairs_np2 0 run ode2 2 distill "$cfg" "${ode[@]}"
 # (1e-3: Adam turns sum-order differences of near-zero gradients into steps of ~lr on tiny tensors)
 h5same ode_pairs_ranks_equal "$tmp/ode1/$f" "$tmp/ode2/$f" 1e-3
