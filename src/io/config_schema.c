@@ -186,7 +186,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("eval.n", eval.n, 1, IMAX, "10000", "samples per FID row"),
     K_INT("eval.batch", eval.batch, 1, 1048576, "500", "sampling and feature batch size"),
     K_INTS("eval.steps", eval.steps, 1, 65536, 1, 8, "[1, 2, 3, 4]", "generator step counts, one FID row each (1: one step; k > 1: the teacher re-samples the last k-1 tokens)"),
-    K_BOOL("eval.teacher", eval.teacher, "true", "add the teacher row"),
+    K_BOOL("eval.teacher", eval.teacher, "true", "add the teacher row and the naive one-pass row (false: neither; no speed-up column, no side-by-side grid)"),
     K_BOOL("eval.ardiff", eval.ardiff, "true", "add the AR-diffusion model row (eval uses ardiff.euler_steps)"),
     K_STR("eval.stats", eval.stats, 0, "", "HDF5 file of reference FID statistics (empty: compute from the test set)"),
     K_ENUM("eval.features.net", eval.features.net, feature_net_names, "classifier", "feature network: a small classifier trained on the training set, or imported Inception weights"),

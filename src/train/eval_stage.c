@@ -57,6 +57,7 @@ typedef struct eval_table {
     int n;
     double nll_bits, feat_acc;
     int64_t n_samples, n_ref;
+    double teacher_lat64; /* the teacher row's, the speed-up reference; NAN without it (eval.teacher false) */
 } eval_table;
 
 /* FID of decoded token sequences against the reference statistics (rank 0). */
@@ -88,23 +89,19 @@ static eval_row *add_row(eval_table *tab, const char *name, double fid, double i
     return r;
 }
 
-/* The teacher row (the first generator row) is the reference for the speed-up column. */
-static double teacher_lat64(const eval_table *tab) {
-    for (int i = 0; i < tab->n; i++)
-        if (!isnan(tab->row[i].lat64)) return tab->row[i].lat64;
-    return NAN;
-}
-
 static void format_table(const eval_table *tab, char *buf, size_t n) {
     size_t k = 0;
     k += (size_t)snprintf(buf + k, n - k,
                           "| row | FID | images/s | latency batch 1 (ms) | latency batch 64 (ms) | speed-up vs teacher |\n"
                           "|---|---:|---:|---:|---:|---:|\n");
-    const double ref = teacher_lat64(tab);
+    const double ref = tab->teacher_lat64;
     for (int i = 0; i < tab->n && k < n; i++) {
         const eval_row *r = &tab->row[i];
         if (isnan(r->images_per_s))
             k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | | | | |\n", r->name, r->fid);
+        else if (isnan(ref))
+            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | |\n", r->name, r->fid,
+                                  r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64);
         else
             k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | %.1fx |\n", r->name, r->fid,
                                   r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64, ref / r->lat64);
@@ -230,6 +227,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
     int32_t *labels = NULL, *tokens = NULL;
     const int64_t N = cfg->eval.n;
     tab.n_samples = N;
+    tab.teacher_lat64 = NAN;
     int rc = dd2_token_data_load(ctx, &td, st);
     if (rc == DD2_OK) rc = dd2_fid_load_featnet(ctx, &net, st);
     if (rc == DD2_OK) rc = read_nll(ctx, &tab.nll_bits, st);
@@ -251,8 +249,10 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
              cfg->sample.top_k);
     eval_gen gens[MAX_GENS];
     int n_gens = 0;
-    add_gen(gens, &n_gens, teacher_name, dd2_teacher_sample_batch, &ts);
-    add_gen(gens, &n_gens, "naive: all tokens from one teacher pass on noise", dd2_teacher_naive_batch, &ts);
+    if (cfg->eval.teacher) { /* the teacher and the naive one-pass baseline; the speed-up reference */
+        add_gen(gens, &n_gens, teacher_name, dd2_teacher_sample_batch, &ts);
+        add_gen(gens, &n_gens, "naive: all tokens from one teacher pass on noise", dd2_teacher_naive_batch, &ts);
+    }
     /* stage-1 model, when trained */
     char apath[1200];
     dd2_ardiff_sampler as;
@@ -287,7 +287,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         }
     }
     if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
-    int have_side = 0;
+    int have_side = 0, have_teacher = 0;
     const size_t side_n = (size_t)cfg->data.n_classes * SIDE * (size_t)(td.n > 0 ? td.n : 1);
     int32_t *side_t = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
     int32_t *side_g = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
@@ -300,7 +300,12 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
             rc = fid_of_tokens(&td, &net, &ref, tokens, N, &fid, st);
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 1, cfg->data.n_classes, 3, &lat1, st);
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 64, cfg->data.n_classes, 2, &lat64, st);
-            if (rc == DD2_OK && side_t && g == 0) keep_side(tokens, N, cfg->data.n_classes, td.n, side_t);
+            const int is_teacher = gens[g].fn == dd2_teacher_sample_batch;
+            if (rc == DD2_OK && is_teacher) tab.teacher_lat64 = lat64;
+            if (rc == DD2_OK && side_t && is_teacher) {
+                keep_side(tokens, N, cfg->data.n_classes, td.n, side_t);
+                have_teacher = 1;
+            }
             if (rc == DD2_OK && side_g && gens[g].fn == dd2_generator_sample_batch &&
                 ((dd2_generator_sampler *)gens[g].model)->k == 1) {
                 keep_side(tokens, N, cfg->data.n_classes, td.n, side_g);
@@ -317,7 +322,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         if (dd2_allreduce_max_int_idle(&all_g, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
         if (all_g != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all_g, "eval failed on rank 0");
     }
-    if (rc == DD2_OK && ctx->env->rank == 0 && have_side) rc = write_side_by_side(ctx, &td, side_t, side_g, st);
+    if (rc == DD2_OK && ctx->env->rank == 0 && have_side && have_teacher) rc = write_side_by_side(ctx, &td, side_t, side_g, st);
     if (rc == DD2_OK && ctx->env->rank == 0) rc = write_outputs(ctx, &tab, st);
     all = rc;
     if (dd2_allreduce_max_int_idle(&all, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;

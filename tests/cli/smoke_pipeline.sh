@@ -21,6 +21,11 @@ done
 for row in "real: train vs test" "VQ reconstructions" "teacher (49 AR steps" "naive: all tokens" "AR-diffusion" "DD2 one-step generator" "DD2 few-step: generator + 3 teacher tokens"; do
   grep -qF "$row" "$run/eval/table.md" && pass "table_row_${row%% *}" || fail "table_row_${row%% *}" "eval/table.md lacks '$row'"
 done
+# eval.teacher false: no teacher and no naive row (it used to be ignored), the other rows stay
+expect_exit eval_no_teacher 0 mpirun -np 2 "$DD2" eval configs/fmnist-smoke.yaml --set run.out_dir="$tmp" \
+  --set eval.teacher=false --set 'eval.steps=[1]'
+! grep -qE "teacher \(49 AR steps|naive: all tokens" "$run/eval/table.md" && grep -qF "DD2 one-step generator" "$run/eval/table.md" &&
+  pass eval_no_teacher_rows || fail eval_no_teacher_rows "$(cat "$run/eval/table.md")"
 grep -q '"stage": "teacher", "step": 30' "$run/metrics.jsonl" && pass metrics_teacher || fail metrics_teacher "no teacher step 30 in metrics.jsonl"
 expect_exit pipeline_again 0 mpirun -np 2 "$DD2" pipeline configs/fmnist-smoke.yaml --set run.out_dir="$tmp"
 n=$(grep -c "skipped" <<<"$out")
