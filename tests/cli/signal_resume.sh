@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Preemption: SIGUSR1 (and SIGTERM) to a 2-rank teacher run -> checkpoint at the next step
 # boundary, exit 0, no final file; the same command resumes and ends with bitwise the same
-# weights as an uninterrupted run.
+# weights as an uninterrupted run. (3000 steps: about 7 s, so the signal, sent 0.5 s after the
+# start, always lands mid-run; with 600 steps an idle machine could finish first.)
 source "$(dirname "$0")/lib.sh"
 H5CMP=$(dirname "$DD2")/tests/tools/h5cmp
 tmp=$(mktemp -d /tmp/dd2-test-signal-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cfg=configs/fmnist-smoke.yaml
-long=(--set teacher.steps=600 --set checkpoint.every=1000 --set log.every=100)
+long=(--set teacher.steps=3000 --set checkpoint.every=1000 --set log.every=100)
 run() { local name=$1; shift; mpirun -np 2 "$DD2" "$@" --set run.out_dir="$tmp" --set run.name="$name" "${long[@]}"; }
 
 expect_exit vq 0 run full vq "$cfg"
