@@ -8,7 +8,8 @@
 #include "model/params.h"
 
 int dd2_params_write_h5(dd2_h5 *h, const char *group, const dd2_param_table *tab, const float *buf, dd2_status *st);
-/* Reads every tensor of `tab` (shapes must match: the error names the tensor). */
+/* Reads every tensor of `tab` (shapes must match: the error names the tensor); a dataset in the
+ * group that `tab` lacks (a larger network in the file) is DD2_ERR_INPUT naming it. */
 int dd2_params_read_h5(dd2_h5 *h, const char *group, const dd2_param_table *tab, float *buf, dd2_status *st);
 
 #endif

@@ -66,15 +66,6 @@ int dd2_generator_load(const dd2_stage_ctx *ctx, const dd2_token_data *td, dd2_a
     if (rc == DD2_OK && strcmp(format, DD2_GENERATOR_FORMAT) != 0)
         rc = DD2_FAIL(st, DD2_ERR_INPUT, "%s: format '%s', expected '%s'", path, format, DD2_GENERATOR_FORMAT);
     free(format);
-    int64_t L = 0, depth = 0; /* a larger file would otherwise load as a truncated network */
-    if (rc == DD2_OK) rc = dd2_h5_attr_get_i64(h, NULL, "L", &L, st);
-    if (rc == DD2_OK) rc = dd2_h5_attr_get_i64(h, NULL, "depth", &depth, st);
-    if (rc == DD2_OK && (L != G->bb.dims.L || depth != G->head.dims.depth))
-        rc = DD2_FAIL(st, DD2_ERR_INPUT,
-                      "%s: a generator of %lld layers and head depth %lld; the config gives %d and %d "
-                      "(model.n_layers + distill.generator.extra_layers, head.depth + "
-                      "distill.generator.extra_head_blocks)",
-                      path, (long long)L, (long long)depth, G->bb.dims.L, G->head.dims.depth);
     if (rc == DD2_OK) {
         rc = dd2_params_read_h5(h, "params", &G->tab, *params, st);
         if (rc != DD2_OK)

@@ -1,7 +1,11 @@
 /* The named-tensor table and deterministic initialisation. */
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "model/params.h"
+#include "model/params_io.h"
 #include "test_util.h"
 
 static int add(dd2_param_table *t, const char *name, int64_t a, int64_t b, int init, float std, int decay,
@@ -71,10 +75,43 @@ TEST(init_rules_and_determinism) {
     dd2_ptable_free(&t2);
 }
 
+/* params_io: a file whose group holds a tensor the model lacks (a larger network) is refused,
+ * naming it, instead of loading as a truncated network; the exact table reads back. */
+TEST(read_refuses_a_larger_file) {
+    dd2_status st;
+    dd2_status_clear(&st);
+    dd2_param_table big, small;
+    dd2_ptable_init(&big);
+    dd2_ptable_init(&small);
+    CHECK(add(&big, "blocks.0.w", 2, 3, DD2_INIT_ZEROS, 0, 1, &st) == 0);
+    CHECK(add(&big, "blocks.1.w", 2, 3, DD2_INIT_ZEROS, 0, 1, &st) == 1);
+    CHECK(add(&small, "blocks.0.w", 2, 3, DD2_INIT_ZEROS, 0, 1, &st) == 0);
+    float data[32], back[32];
+    for (int i = 0; i < 32; i++) data[i] = (float)i;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dd2-test-params-%d.h5", (int)getpid());
+    dd2_h5 *h = NULL;
+    CHECK_OK(dd2_h5_create(path, &h, &st), &st);
+    CHECK_OK(dd2_params_write_h5(h, "params", &big, data, &st), &st);
+    CHECK_OK(dd2_h5_close(h, &st), &st);
+    CHECK_OK(dd2_h5_open_read(path, &h, &st), &st);
+    CHECK_OK(dd2_params_read_h5(h, "params", &big, back, &st), &st);
+    CHECK(memcmp(back + big.t[1].offset, data + big.t[1].offset, 6 * sizeof(float)) == 0);
+    CHECK(dd2_params_read_h5(h, "params", &small, back, &st) == DD2_ERR_INPUT);
+    CHECK_MSG(strstr(st.msg, "blocks.1.w") != NULL, "%s", st.msg);
+    dd2_status st2;
+    dd2_status_clear(&st2);
+    dd2_h5_close(h, &st2);
+    remove(path);
+    dd2_ptable_free(&big);
+    dd2_ptable_free(&small);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_init(argv[0]);
     RUN(layout_and_lookup);
     RUN(init_rules_and_determinism);
+    RUN(read_refuses_a_larger_file);
     return test_summary();
 }
