@@ -97,14 +97,14 @@ static void format_table(const eval_table *tab, char *buf, size_t n) {
     const double ref = tab->teacher_lat64;
     for (int i = 0; i < tab->n && k < n; i++) {
         const eval_row *r = &tab->row[i];
-        if (isnan(r->images_per_s))
+        if (isnan(r->images_per_s)) {
             k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | | | | |\n", r->name, r->fid);
-        else if (isnan(ref))
-            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | |\n", r->name, r->fid,
-                                  r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64);
-        else
-            k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | %.1fx |\n", r->name, r->fid,
-                                  r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64, ref / r->lat64);
+            continue;
+        }
+        char speedup[32] = ""; /* blank without the teacher row */
+        if (!isnan(ref)) snprintf(speedup, sizeof speedup, "%.1fx ", ref / r->lat64);
+        k += (size_t)snprintf(buf + k, n - k, "| %s | %.2f | %.1f | %.1f | %.1f | %s|\n", r->name, r->fid,
+                              r->images_per_s, 1e3 * r->lat1, 1e3 * r->lat64, speedup);
     }
     if (k < n)
         k += (size_t)snprintf(buf + k, n - k,
@@ -287,7 +287,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         }
     }
     if (rc == DD2_OK) dd2_balanced_labels(labels, N, cfg->data.n_classes);
-    int have_side = 0, have_teacher = 0;
+    int have_side = 0;
     const size_t side_n = (size_t)cfg->data.n_classes * SIDE * (size_t)(td.n > 0 ? td.n : 1);
     int32_t *side_t = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
     int32_t *side_g = rc == DD2_OK ? DD2_MALLOC(side_n * sizeof(int32_t), st) : NULL;
@@ -301,10 +301,9 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 1, cfg->data.n_classes, 3, &lat1, st);
             if (rc == DD2_OK) rc = dd2_measure_latency(gens[g].fn, gens[g].model, td.n, 64, cfg->data.n_classes, 2, &lat64, st);
             const int is_teacher = gens[g].fn == dd2_teacher_sample_batch;
-            if (rc == DD2_OK && is_teacher) tab.teacher_lat64 = lat64;
-            if (rc == DD2_OK && side_t && is_teacher) {
-                keep_side(tokens, N, cfg->data.n_classes, td.n, side_t);
-                have_teacher = 1;
+            if (rc == DD2_OK && is_teacher) { /* the speed-up reference and the grid's left half */
+                tab.teacher_lat64 = lat64;
+                if (side_t) keep_side(tokens, N, cfg->data.n_classes, td.n, side_t);
             }
             if (rc == DD2_OK && side_g && gens[g].fn == dd2_generator_sample_batch &&
                 ((dd2_generator_sampler *)gens[g].model)->k == 1) {
@@ -322,7 +321,7 @@ int dd2_stage_eval(const dd2_stage_ctx *ctx, dd2_status *st) {
         if (dd2_allreduce_max_int_idle(&all_g, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
         if (all_g != DD2_OK && rc == DD2_OK) rc = DD2_FAIL(st, all_g, "eval failed on rank 0");
     }
-    if (rc == DD2_OK && ctx->env->rank == 0 && have_side && have_teacher) rc = write_side_by_side(ctx, &td, side_t, side_g, st);
+    if (rc == DD2_OK && ctx->env->rank == 0 && have_side && side_t && !isnan(tab.teacher_lat64)) rc = write_side_by_side(ctx, &td, side_t, side_g, st);
     if (rc == DD2_OK && ctx->env->rank == 0) rc = write_outputs(ctx, &tab, st);
     all = rc;
     if (dd2_allreduce_max_int_idle(&all, MPI_COMM_WORLD, st) != DD2_OK) return DD2_ERR_RUNTIME;
