@@ -164,6 +164,7 @@ typedef struct dd2_config {
         double lr_guid;
         int gen_warmup;
         double gen_warmup_from;
+        int gen_schedule;  /* enum dd2_cfg_schedule */
         double ema_decay;
         struct {
             double start;

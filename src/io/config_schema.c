@@ -168,6 +168,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.lr_gen", distill.lr_gen, 0, 1, OPEN_MIN, "2e-4", "generator learning rate (after warm-up)"),
     K_FLOAT("distill.lr_guid", distill.lr_guid, 0, 1, OPEN_MIN, "2e-4", "guidance network learning rate"),
     K_INT("distill.gen_warmup", distill.gen_warmup, 0, IMAX, "200", "generator updates of linear LR warm-up"),
+    K_ENUM("distill.gen_schedule", distill.gen_schedule, schedule_names, "constant", "generator learning rate after warm-up: constant or cosine decay to 0 at distill.steps"),
     K_FLOAT("distill.gen_warmup_from", distill.gen_warmup_from, 0, 1, 0, "1e-6", "generator learning rate at the start of warm-up"),
     K_FLOAT("distill.ema_decay", distill.ema_decay, 0, 1, OPEN_MAX, "0.9999", "generator EMA decay (rate min(decay, (it+1)/(it+10)))"),
     K_FLOAT("distill.pos_weight.start", distill.pos_weight.start, 0, 1000, 0, "1", "loss weight of the first token (linear to pos_weight.end)"),

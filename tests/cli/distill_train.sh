@@ -23,7 +23,7 @@ expect_exit vq 0 run r1 1 vq "$cfg"
 expect_exit teacher 0 run r1 1 teacher "$cfg"
 expect_exit teacher_sample 0 run r1 1 teacher-sample "$cfg"
 expect_exit ardiff 0 run r1 1 ardiff "$cfg"
-for r in r2 resume sid tinit; do cp -r "$tmp/r1" "$tmp/$r"; done
+for r in r2 resume sid tinit cos; do cp -r "$tmp/r1" "$tmp/$r"; done
 
 # 1 and 2 ranks: the same training up to the order of floating-point sums
 f=distill/generator.h5
@@ -61,6 +61,14 @@ grep -q '"stage": "distill", "step": 6, .*"fid": [0-9]' "$tmp/sid/metrics.jsonl"
   fail fid_logged "no FID at generator step 6 in metrics.jsonl"
 [ -f "$tmp/sid/distill/step_00000008/meta.h5" ] && pass alignment_units ||
   fail alignment_units "expected a checkpoint at 6 + 2 units: $(ls "$tmp/sid/distill")"
+
+# distill.gen_schedule: cosine: the generator's learning rate is lr_gen at the end of the warm-up
+# (update 2, logged at step 3) and lr_gen·(1 + cos(0.75π))/2 at update 5 (logged at step 6)
+expect_exit cosine_run 0 run cos 1 distill "$cfg" --set distill.gen_schedule=cosine --set distill.gen_warmup=2
+lr3=$(metric "$tmp/cos/metrics.jsonl" 3 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1/')
+lr6=$(metric "$tmp/cos/metrics.jsonl" 6 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1/')
+if awk -v a="$lr3" -v b="$lr6" 'BEGIN{r=b/a; e=(1+cos(0.75*3.14159265358979))/2; exit !(a>0 && r>e-1e-4 && r<e+1e-4)}'; then
+  pass cosine_lr; else fail cosine_lr "lr_gen at steps 3 / 6: '$lr3' / '$lr6'"; fi
 
 # init: teacher (teacher backbone, fresh head); init: ode-pairs (regression on Ψ-ODE pairs first),
 # on 1 and 2 ranks (the pairs are sampled split over the ranks)
