@@ -262,7 +262,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
         free(tr->tparams);
         tr->tparams = NULL;
     }
-    tr->gen_sched = (dd2_lr_schedule){cfg->distill.gen_schedule == DD2_SCHEDULE_COSINE ? DD2_LR_COSINE : DD2_LR_CONSTANT,
+    tr->gen_sched = (dd2_lr_schedule){dd2_train_lr_kind(cfg->distill.gen_schedule),
                                       cfg->distill.lr_gen, 0.0, cfg->distill.gen_warmup_from,
                                       cfg->distill.gen_warmup, tr->steps};
     tr->adam = (dd2_adam_cfg){(float)cfg->distill.betas.v[0], (float)cfg->distill.betas.v[1], 1e-8f,

@@ -26,6 +26,10 @@ typedef struct dd2_train_log {
 /* log.every, or 50 when it is not positive. */
 int dd2_train_log_every(const dd2_config *cfg);
 
+/* The dd2_lr_schedule kind (DD2_LR_*) of a config schedule key's value (enum dd2_cfg_schedule:
+ * teacher.schedule, distill.gen_schedule). */
+int dd2_train_lr_kind(int cfg_schedule);
+
 /* Start the progress reporter (label = stage, resuming at `start` of `total`) and an empty window.
  * bad_run: the stage's counter of skipped steps in a row (restored from its checkpoint; updated by
  * dd2_train_check_skip), or NULL for a counter of the log's own that starts at 0. */
