@@ -64,7 +64,7 @@ int dd2_csd_work_alloc(dd2_csd_work *w, int B, int n, int C, int m, int sid, dd2
     const size_t PC = (size_t)w->P * (size_t)C;
     w->v = DD2_MALLOC(PC * sizeof(float), st);
     w->bp = DD2_MALLOC(PC * sizeof(float), st);
-    w->omega = DD2_MALLOC((size_t)B * sizeof(float), st);
+    w->omega = DD2_MALLOC((size_t)B * (size_t)n * sizeof(float), st);
     w->absdiff = DD2_MALLOC((size_t)B * sizeof(double), st);
     int ok = w->v && w->bp && w->omega && w->absdiff;
     if (ok && sid) {
@@ -91,6 +91,10 @@ void dd2_csd_work_free(dd2_csd_work *w) {
     memset(w, 0, sizeof *w);
 }
 
+static float csd_omega(double mean_absdiff) {
+    return (float)(1.0 / (mean_absdiff > DD2_CSD_OMEGA_FLOOR ? mean_absdiff : DD2_CSD_OMEGA_FLOOR));
+}
+
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,
                               const float *a_all, const float *cov, const float *q, const int *y, const float *t,
                               const float *x_t, int B, int m, const dd2_csd_opts *o, float scale, float *dq,
@@ -108,19 +112,32 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
     for (size_t p = 0; p < P; p++)
         for (int c = 0; c < C; c++) w->bp[p * C + c] = x_t[p * C + c] - t[p] * w->v[p * C + c];
 
-    /* ω per sequence: 1 / max(mean |q − a|, floor) over its n·m·C elements */
+    /* ω per row (b·n + i): 1 / max(mean |q − a|, floor) over the n·m·C elements of sequence b
+     * (DD2_CSD_OMEGA_SEQUENCE) or the m·C elements of position i (DD2_CSD_OMEGA_POSITION) */
     double omega_sum = 0.0, absdiff_sum = 0.0;
-    const size_t per_seq = (size_t)n * m;
     for (int b = 0; b < B; b++) {
-        double s = 0.0;
-        for (size_t p = (size_t)b * per_seq; p < (size_t)(b + 1) * per_seq; p++) {
-            const size_t r = p / (size_t)m;
-            for (int c = 0; c < C; c++) s += fabs((double)q[r * C + c] - a_all[p * C + c]);
+        double s_seq = 0.0, om_seq = 0.0;
+        for (int i = 0; i < n; i++) {
+            const size_t r = (size_t)b * n + i;
+            double s = 0.0; /* s_seq keeps one running sum: sequence mode as before this option */
+            for (size_t p = r * m; p < (r + 1) * m; p++)
+                for (int c = 0; c < C; c++) {
+                    const double e = fabs((double)q[r * C + c] - a_all[p * C + c]);
+                    s += e, s_seq += e;
+                }
+            if (o->omega == DD2_CSD_OMEGA_POSITION) {
+                w->omega[r] = csd_omega(s / ((double)m * C));
+                om_seq += w->omega[r];
+            }
         }
-        const double mean = s / ((double)per_seq * C);
+        const double mean = s_seq / ((double)n * m * C);
+        if (o->omega != DD2_CSD_OMEGA_POSITION) {
+            const float om = csd_omega(mean);
+            for (int i = 0; i < n; i++) w->omega[(size_t)b * n + i] = om;
+            om_seq = (double)om * n;
+        }
         w->absdiff[b] = mean;
-        w->omega[b] = (float)(1.0 / (mean > DD2_CSD_OMEGA_FLOOR ? mean : DD2_CSD_OMEGA_FLOOR));
-        omega_sum += w->omega[b];
+        omega_sum += om_seq / n;
         absdiff_sum += mean;
     }
 
@@ -130,7 +147,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
     for (size_t p = 0; p < P; p++) {
         const size_t r = p / (size_t)m;
         const int i = (int)(r % (size_t)n);
-        const double om = w->omega[r / (size_t)n], wi = dd2_csd_pos_weight(o, i, n), wgt = om * wi;
+        const double om = w->omega[r], wi = dd2_csd_pos_weight(o, i, n), wgt = om * wi;
         const float *a = a_all + p * C, *bp = w->bp + p * C, *qi = q + r * C;
         double dot = 0.0, sq = 0.0;
         for (int c = 0; c < C; c++) {

@@ -89,6 +89,10 @@ typedef struct trainer {
     float *eps, *q, *dq;         /* [bl,n,C] */
     float *gdraw;                /* [bl·n·m, C] the generator batch's draws ε' */
     int *y;                      /* [bl] */
+    float *ode_q, *ode_e;        /* init: ode-pairs: the pairs [N,n,C] (kept during CSD when
+                                    distill.ode.reg_weight > 0), NULL otherwise */
+    int *ode_y;                  /* [N] their classes */
+    float *ode_target;           /* [bl,n,C] the regression targets of one batch */
     int B, lo, hi, bl, m, K;     /* global batch, this rank's slice, its size, draws, guidance updates */
     long steps, total;           /* generator updates; units including the alignment phase */
     int align_on;
@@ -119,11 +123,12 @@ static void trainer_free(trainer *tr) {
     dd2_featnet_free(&tr->featnet);
     dd2_fid_stats_free(&tr->ref);
     float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
-                     tr->eps, tr->q, tr->dq, tr->gdraw};
+                     tr->eps, tr->q, tr->dq, tr->gdraw, tr->ode_q, tr->ode_e, tr->ode_target};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(tr->gmask);
     free(tr->pmask);
     free(tr->y);
+    free(tr->ode_y);
 }
 
 static const char *init_name(int init) {
@@ -142,7 +147,7 @@ static int init_networks(trainer *tr, dd2_status *st) {
     int rc;
     switch (cfg->distill.init) {
     case DD2_DISTILL_INIT_ARDIFF:
-    case DD2_DISTILL_INIT_ODE_PAIRS: /* ode-pairs: Ψ, then the regression phase (ode_pairs_phase) */
+    case DD2_DISTILL_INIT_ODE_PAIRS: /* ode-pairs: Ψ, then the regression phase (ode_regression) */
         rc = dd2_ardiff_load(tr->ctx, &tr->td, &src, &sp, st);
         break;
     case DD2_DISTILL_INIT_TEACHER:
@@ -224,6 +229,9 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->K = cfg->distill.k;
     if (tr->B < R)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of learners (%d)", tr->B, R);
+    if (cfg->distill.ode.reg_weight > 0 && cfg->distill.init != DD2_DISTILL_INIT_ODE_PAIRS)
+        return DD2_FAIL(st, DD2_ERR_INPUT, "distill.ode.reg_weight = %g needs distill.init: ode-pairs (it is %s)",
+                        cfg->distill.ode.reg_weight, init_name(cfg->distill.init));
     tr->lo = (int)((int64_t)r * tr->B / R);
     tr->hi = (int)((int64_t)(r + 1) * tr->B / R);
     tr->bl = tr->hi - tr->lo;
@@ -248,7 +256,8 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->dq = DD2_MALLOC(seq * sizeof(float), st);
     tr->gdraw = DD2_MALLOC(seq * (size_t)tr->m * sizeof(float), st);
     tr->y = DD2_MALLOC((size_t)bl * sizeof(int), st);
-    if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
+    tr->ode_target = DD2_MALLOC(seq * sizeof(float), st);
+    if (!tr->ode_target || !tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
         !tr->gmask || !tr->pmask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
         return DD2_ERR_RUNTIME;
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->gnet, bl, 1, st));
@@ -268,7 +277,8 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->adam = (dd2_adam_cfg){(float)cfg->distill.betas.v[0], (float)cfg->distill.betas.v[1], 1e-8f,
                               (float)cfg->distill.weight_decay};
     tr->opts = (dd2_csd_opts){cfg->distill.csd.grad, (float)cfg->distill.csd.alpha,
-                              (float)cfg->distill.pos_weight.start, (float)cfg->distill.pos_weight.end};
+                              (float)cfg->distill.pos_weight.start, (float)cfg->distill.pos_weight.end,
+                              cfg->distill.csd.omega};
     return DD2_OK;
 }
 
@@ -353,8 +363,11 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     return DD2_OK;
 }
 
-/* out[0] = mean loss per point, out[1] = mean ω, out[2] = mean |q − a| (over the global batch). */
-static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skipped, dd2_status *st) {
+static double ode_reg_grad(trainer *tr, int64_t s, double weight);
+
+/* out[0] = mean loss per point, out[1] = mean ω, out[2] = mean |q − a| (over the global batch),
+ * out[3] = the regression term's mean ‖G(ε) − q‖² / C (distill.ode.reg_weight > 0; else 0). */
+static int generator_finish(trainer *tr, double out[4], double *gnorm, int *skipped, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const size_t numel = tr->gnet.tab.numel;
     const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
@@ -369,14 +382,19 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
     dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     dd2_fault_poison("distill", (long)tr->c[C_GEN_STEP], tr->gg);
     DD2_TRY(dd2_fault_fail("distill", (long)tr->c[C_GEN_STEP], st));
-    double sums[3] = {s.loss, s.omega, s.absdiff};
+    const double reg_w = cfg->distill.ode.reg_weight;
+    double sums[4] = {s.loss, s.omega, s.absdiff, 0.0};
+    if (tr->ode_q) /* after G's CSD backward: gw is free again */
+        sums[3] = ode_reg_grad(tr, cfg->distill.ode.steps + tr->c[C_GEN_STEP], reg_w);
     DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st));
-    DD2_TRY(dd2_allreduce_sum_f64(sums, 3, tr->comm, st));
+    DD2_TRY(dd2_allreduce_sum_f64(sums, tr->ode_q ? 4 : 3, tr->comm, st));
     out[0] = sums[0] / points;
     out[1] = sums[1] / tr->B;
     out[2] = sums[2] / tr->B;
+    out[3] = sums[3] / ((double)tr->B * tr->td.n * tr->td.cb.dim);
     const long it = (long)tr->c[C_GEN_STEP];
-    apply_update(tr, &tr->gnet, tr->gp, tr->gg, tr->gm, tr->gv, out[0], (float)dd2_lr_at(&tr->gen_sched, it),
+    apply_update(tr, &tr->gnet, tr->gp, tr->gg, tr->gm, tr->gv, out[0] + reg_w * out[3],
+                 (float)dd2_lr_at(&tr->gen_sched, it),
                  &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->c[C_GEN_BAD_RUN], gnorm, skipped);
     if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
     tr->c[C_GEN_STEP]++;
@@ -390,37 +408,44 @@ static int generator_finish(trainer *tr, double out[3], double *gnorm, int *skip
  * distill.ode.pairs pairs (ε, q) from Ψ's sampler (ardiff.euler_steps Euler steps per token,
  * sample.snap for the prefix it feeds back): pair j has the class and noise of slot
  * ODE_SLOT + j (the generator's own noise stream for that slot, so G(ε) and the pair's ε agree);
- * the pairs are sampled split over the ranks and gathered. Then distill.ode.steps Adam updates
- * (lr distill.ode.lr, fresh moments, reset afterwards) of G on the mean ‖G(ε) − q‖² / C over
- * global batches of distill.batch pairs, batch s taking pairs (s·B + k) mod N. Runs only when no
- * checkpoint was found; its result is in every later checkpoint. */
+ * the pairs are sampled split over the ranks and gathered (ode_pairs_sample). Then
+ * distill.ode.steps Adam updates (lr distill.ode.lr, fresh moments, reset afterwards) of G on the
+ * mean ‖G(ε) − q‖² / C over global batches of distill.batch pairs, batch s taking pairs
+ * (s·B + k) mod N (ode_regression). The regression runs only when no checkpoint was found; its
+ * result is in every later checkpoint. With distill.ode.reg_weight > 0 the pairs stay and every
+ * generator update adds that weight times the same regression loss on batch ode.steps + its step
+ * (ode_reg_grad, DMD's regression term); a resumed run samples the same pairs again (a pure
+ * function of Ψ and the seed) instead of storing them. */
 #define ODE_SLOT ((uint64_t)1 << 41)
 
-static int ode_pairs_phase(trainer *tr, dd2_status *st) {
+static int ode_pairs_sample(trainer *tr, dd2_status *st) {
     const dd2_config *cfg = tr->cfg;
     const int64_t N = cfg->distill.ode.pairs;
-    const int n = tr->td.n, C = tr->td.cb.dim, R = tr->size, r = tr->rank;
+    const int n = tr->td.n, R = tr->size, r = tr->rank;
     const int batch = cfg->sample.batch;
     const uint64_t seed = (uint64_t)cfg->run.seed;
-    const size_t numel = tr->gnet.tab.numel, seqf = (size_t)n * C;
+    const size_t seqf = (size_t)n * tr->td.cb.dim;
     if (N * (int64_t)seqf > 0x7fffffff)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.ode.pairs = %lld is too many", (long long)N);
-    float *pq = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
-    float *pe = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
-    int *py = DD2_MALLOC((size_t)N * sizeof(int), st), *counts = DD2_MALLOC((size_t)R * sizeof(int), st);
+    float *pq = tr->ode_q = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
+    float *pe = tr->ode_e = DD2_MALLOC((size_t)N * seqf * sizeof(float), st);
+    int *py = tr->ode_y = DD2_MALLOC((size_t)N * sizeof(int), st), *counts = DD2_MALLOC((size_t)R * sizeof(int), st);
     int *displs = DD2_MALLOC((size_t)R * sizeof(int), st);
     int32_t *tok = DD2_MALLOC((size_t)batch * n * sizeof(int32_t), st);
-    float *target = DD2_MALLOC((size_t)tr->bl * seqf * sizeof(float), st);
-    int rc = pq && pe && py && counts && displs && tok && target ? DD2_OK : DD2_ERR_RUNTIME;
-    /* 1. the pairs */
+    int rc = pq && pe && py && counts && displs && tok ? DD2_OK : DD2_ERR_RUNTIME;
+    /* Ψ from its file, not ψ: on resume ψ has trained (at the start it is Ψ's function, bitwise) */
+    dd2_ardiff psi;
+    float *psi_p = NULL;
+    memset(&psi, 0, sizeof psi);
+    if (rc == DD2_OK) rc = dd2_ardiff_load(tr->ctx, &tr->td, &psi, &psi_p, st);
     const int64_t lo = (int64_t)r * N / R, hi = (int64_t)(r + 1) * N / R;
-    double t0 = dd2_now();
+    const double t0 = dd2_now();
     dd2_progress prog;
     dd2_progress_begin(&prog, "ode pairs", 0, (long)(hi - lo > 0 ? hi - lo : 1), 10.0);
     for (int64_t i = lo; rc == DD2_OK && i < hi; i += batch) {
         const int b = (int)(hi - i < batch ? hi - i : batch);
         dd2_csd_classes(seed, ODE_SLOT + (uint64_t)i, b, n, cfg->data.n_classes, py + i);
-        rc = dd2_ardiff_sample(&tr->pnet, tr->pp, py + i, b, cfg->ardiff.euler_steps, (float)cfg->ardiff.t_min,
+        rc = dd2_ardiff_sample(&psi, psi_p, py + i, b, cfg->ardiff.euler_steps, (float)cfg->ardiff.t_min,
                                cfg->sample.snap, seed, ODE_SLOT + (uint64_t)i, tok, pq + i * seqf, pe + i * seqf, st);
         dd2_progress_update(&prog, (long)(i + b - lo), NULL);
     }
@@ -437,30 +462,62 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
         MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, pe, counts, displs, MPI_FLOAT, tr->comm);
         dd2_info0("distill: %lld ODE pairs from the AR-diffusion model in %.1fs", (long long)N, dd2_now() - t0);
     }
-    /* 2. regression of G on the pairs */
+    dd2_ardiff_free(&psi);
+    free(psi_p);
+    free(counts);
+    free(displs);
+    free(tok);
+    return rc;
+}
+
+static void ode_pairs_free(trainer *tr) {
+    free(tr->ode_q);
+    free(tr->ode_e);
+    free(tr->ode_y);
+    tr->ode_q = tr->ode_e = NULL;
+    tr->ode_y = NULL;
+}
+
+/* G forward on this rank's slice of pair batch s and backward of weight · (the mean ‖G(ε) − q‖² / C
+ * over the global batch) into tr->gg (accumulated). Returns this rank's Σ ‖G(ε) − q‖² (not
+ * scaled). Uses tr->gw, tr->eps, tr->q, tr->y and tr->dq as scratch. */
+static double ode_reg_grad(trainer *tr, int64_t s, double weight) {
+    const int n = tr->td.n, C = tr->td.cb.dim;
+    const int64_t N = tr->cfg->distill.ode.pairs;
+    const size_t seqf = (size_t)n * C;
+    const double elems = (double)tr->B * n * C;
+    for (int k = tr->lo; k < tr->hi; k++) {
+        const int64_t j = (s * tr->B + k) % N;
+        memcpy(tr->eps + (size_t)(k - tr->lo) * seqf, tr->ode_e + j * seqf, seqf * sizeof(float));
+        memcpy(tr->ode_target + (size_t)(k - tr->lo) * seqf, tr->ode_q + j * seqf, seqf * sizeof(float));
+        tr->y[k - tr->lo] = tr->ode_y[j];
+    }
+    dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
+    double sum = 0.0;
+    for (size_t e = 0; e < (size_t)tr->bl * seqf; e++) {
+        const float d = tr->q[e] - tr->ode_target[e];
+        sum += (double)d * d;
+        tr->dq[e] = (float)(weight * 2.0 * d / elems);
+    }
+    dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+    return sum;
+}
+
+static int ode_regression(trainer *tr, dd2_status *st) {
+    const dd2_config *cfg = tr->cfg;
+    const int n = tr->td.n, C = tr->td.cb.dim;
+    const size_t numel = tr->gnet.tab.numel;
     const double elems = (double)tr->B * n * C;
     const int every = dd2_train_log_every(cfg);
     double acc = 0.0, first = NAN;
-    int acc_n = 0;
+    int acc_n = 0, rc = DD2_OK;
     int64_t updates = 0, skipped_n = 0, bad_run = 0;
-    t0 = dd2_now();
+    const double t0 = dd2_now();
+    dd2_progress prog;
     dd2_progress_begin(&prog, "ode regression", 0, cfg->distill.ode.steps > 0 ? cfg->distill.ode.steps : 1, 30.0);
     for (int s = 0; rc == DD2_OK && s < cfg->distill.ode.steps; s++) {
-        for (int k = tr->lo; k < tr->hi; k++) {
-            const int64_t j = ((int64_t)s * tr->B + k) % N;
-            memcpy(tr->eps + (size_t)(k - tr->lo) * seqf, pe + j * seqf, seqf * sizeof(float));
-            memcpy(target + (size_t)(k - tr->lo) * seqf, pq + j * seqf, seqf * sizeof(float));
-            tr->y[k - tr->lo] = py[j];
-        }
-        dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
-        double sum = 0.0;
-        for (size_t e = 0; e < (size_t)tr->bl * seqf; e++) {
-            const float d = tr->q[e] - target[e];
-            sum += (double)d * d;
-            tr->dq[e] = (float)(2.0 * d / elems);
-        }
         memset(tr->gg, 0, numel * sizeof(float));
-        dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
+        double sum = ode_reg_grad(tr, s, 1.0);
         rc = dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st);
         if (rc == DD2_OK) rc = dd2_allreduce_sum_f64(&sum, 1, tr->comm, st);
         if (rc != DD2_OK) break;
@@ -495,13 +552,6 @@ static int ode_pairs_phase(trainer *tr, dd2_status *st) {
     memset(tr->gm, 0, numel * sizeof(float));
     memset(tr->gv, 0, numel * sizeof(float));
     memcpy(tr->gema, tr->gp, numel * sizeof(float));
-    free(pq);
-    free(pe);
-    free(py);
-    free(counts);
-    free(displs);
-    free(tok);
-    free(target);
     return rc;
 }
 
@@ -606,7 +656,7 @@ static int too_many_bad(const trainer *tr, dd2_status *st) {
 }
 
 typedef struct window { /* metric averages since the last log line */
-    double guid_loss, gen_loss, omega, absdiff, guid_gnorm, gen_gnorm;
+    double guid_loss, gen_loss, omega, absdiff, reg, guid_gnorm, gen_gnorm;
     int n_guid, n_gen;
 } window;
 
@@ -618,13 +668,20 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     DD2_TRY(dd2_check_replicas(tr->gp, numel, "initial generator weights", tr->comm, st));
     int found = 0;
     DD2_TRY(resume(tr, dir, &found, st));
-    if (!found && cfg->distill.init == DD2_DISTILL_INIT_ODE_PAIRS) DD2_TRY(ode_pairs_phase(tr, st));
+    const int ode = cfg->distill.init == DD2_DISTILL_INIT_ODE_PAIRS, reg = ode && cfg->distill.ode.reg_weight > 0;
+    if (ode && (!found || reg)) {
+        if (found) dd2_info0("distill: sampling the ODE pairs again for the regression term (distill.ode.reg_weight)");
+        DD2_TRY(ode_pairs_sample(tr, st));
+        if (!found) DD2_TRY(ode_regression(tr, st));
+        if (!reg) ode_pairs_free(tr);
+    }
     dd2_info0("distill: G %.2fM parameters (%d layers, head depth %d), guidance %.2fM (%d layers, head depth %d), "
-              "init %s, csd.grad %s (alpha %g), %ld generator updates x %d guidance updates, global batch %d x %d "
+              "init %s, csd.grad %s (alpha %g, omega per %s), %ld generator updates x %d guidance updates, global batch %d x %d "
               "draws over %d learner%s%s",
               (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
               tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
-              cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha, tr->steps, tr->K,
+              cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha,
+              cfg->distill.csd.omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence", tr->steps, tr->K,
               tr->B, tr->m, tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;
@@ -658,9 +715,10 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
                 DD2_TRY(too_many_bad(tr, st));
             }
             if (!overlap) DD2_TRY(generator_post(tr, tr->c[C_BATCHES], st));
-            double out[3];
+            double out[4];
             DD2_TRY(generator_finish(tr, out, &gnorm, &skipped, st));
-            if (!skipped) w.gen_loss += out[0], w.omega += out[1], w.absdiff += out[2], w.gen_gnorm = gnorm, w.n_gen++;
+            if (!skipped)
+                w.gen_loss += out[0], w.omega += out[1], w.absdiff += out[2], w.reg += out[3], w.gen_gnorm = gnorm, w.n_gen++;
             gen_done = 1;
         }
         if (skipped) dd2_warn0("distill: non-finite loss or gradient at unit %ld; update skipped", units(tr) - 1);
@@ -678,6 +736,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
             jnum(fields, sizeof fields, "gen_loss", w.n_gen ? w.gen_loss / w.n_gen : NAN);
             jnum(fields, sizeof fields, "omega", w.n_gen ? w.omega / w.n_gen : NAN);
             jnum(fields, sizeof fields, "abs_q_minus_a", w.n_gen ? w.absdiff / w.n_gen : NAN);
+            if (reg) jnum(fields, sizeof fields, "ode_reg_loss", w.n_gen ? w.reg / w.n_gen : NAN);
             jnum(fields, sizeof fields, "gen_grad_norm", w.n_gen ? w.gen_gnorm : NAN);
             jnum(fields, sizeof fields, "guid_grad_norm", w.n_guid ? w.guid_gnorm : NAN);
             jnum(fields, sizeof fields, "lr_gen", lr);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 2 (`dd2 distill`, docs/distill.md) on the smoke config with tiny step counts:
 # 1 vs 2 ranks agree, bitwise resume from a mid checkpoint, the generator moved away from Ψ,
-# sid + performance alignment + position weights + the periodic FID, init: teacher and ode-pairs,
+# sid + performance alignment + position weights + the periodic FID, init: teacher and ode-pairs
+# (with and without the regression term kept during CSD),
 # one-step and few-step sampling with the generator, a generator grown by distill.generator.*.
 source "$(dirname "$0")/lib.sh"
 H5CMP=$(dirname "$DD2")/tests/tools/h5cmp
@@ -87,6 +88,26 @@ expect_exit ode_pairs_np2 0 run ode2 2 distill "$cfg" "${ode[@]}"
 h5same ode_pairs_ranks_equal "$tmp/ode1/$f" "$tmp/ode2/$f" 1e-3
 grep -q '"stage": "distill-ode", "step": 3,' "$tmp/ode1/metrics.jsonl" && pass ode_pairs_metrics ||
   fail ode_pairs_metrics "no distill-ode line at step 3"
+
+# distill.ode.reg_weight: the regression loss on the pairs kept beside the CSD loss. It is logged
+# and changes the training; a run resumed from its mid checkpoint samples the pairs again and ends
+# bitwise where the uninterrupted run ends; without init: ode-pairs it is refused (exit 2)
+for r in oreg oreg0 oregbad; do cp -r "$tmp/r1" "$tmp/$r"; rm -rf "$tmp/$r/distill"; done
+oreg=(--set distill.init=ode-pairs --set distill.ode.pairs=24 --set distill.ode.steps=4 --set distill.ode.reg_weight=2)
+expect_exit ode_reg_run 0 run oreg 2 distill "$cfg" "${oreg[@]}"
+grep -q '"stage": "distill", "step": 6, .*"ode_reg_loss": [0-9]' "$tmp/oreg/metrics.jsonl" && pass ode_reg_logged ||
+  fail ode_reg_logged "no ode_reg_loss at step 6 in metrics.jsonl"
+expect_exit ode_reg_off_run 0 run oreg0 2 distill "$cfg" "${oreg[@]}" --set distill.ode.reg_weight=0
+expect_exit ode_reg_changes_training 1 "$H5CMP" "$tmp/oreg/$f" "$tmp/oreg0/$f" params 0
+cp -r "$tmp/oreg" "$tmp/oregr"
+rm -rf "$tmp/oregr/distill/step_00000006" "$tmp/oregr/$f"
+echo step_00000003 >"$tmp/oregr/distill/LATEST"
+expect_exit ode_reg_resume 0 run oregr 2 distill "$cfg" "${oreg[@]}"
+expect_contains ode_reg_pairs_again "sampling the ODE pairs again"
+h5same ode_reg_resume_bitwise "$tmp/oreg/$f" "$tmp/oregr/$f" 0
+expect_exit ode_reg_needs_ode_pairs 2 run oregbad 1 distill "$cfg" --set distill.ode.reg_weight=1
+expect_contains ode_reg_needs_ode_pairs_named "distill.ode.reg_weight = 1 needs distill.init: ode-pairs"
+[ ! -e "$tmp/oregbad/$f" ] && pass ode_reg_refused_nothing_written || fail ode_reg_refused_nothing_written "$f written"
 
 # a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
 # function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`

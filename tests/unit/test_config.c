@@ -204,7 +204,7 @@ TEST(printed_layout) {
     if (!text) return;
     CHECK(strncmp(text, "run:\n  name: \"fmnist\"\n", 22) == 0);
     CHECK(strstr(text, "\ndistill:\n  init: ardiff\n") != NULL);
-    CHECK(strstr(text, "\n  csd:\n    grad: dmd\n    alpha: 1\n  k: 2\n") != NULL);
+    CHECK(strstr(text, "\n  csd:\n    grad: dmd\n    alpha: 1\n    omega: sequence\n  k: 2\n") != NULL);
     CHECK(strstr(text, "\n  betas: [0.9, 0.95]\n") != NULL);
     CHECK(strstr(text, "\n  ema_decay: 0.9999\n") != NULL);
     CHECK(strstr(text, "\n  gen_warmup_from: 1e-06\n") != NULL);

@@ -155,7 +155,7 @@ static double ref_loss_pos(ref_ctx *rf, const float *omega, const dd2_csd_opts *
                            double (*out_b)[C]) {
     const tiny *tc = rf->tc;
     const int row = b * N + i;
-    const double wgt = (double)omega[b] * dd2_csd_pos_weight(o, i, N);
+    const double wgt = (double)omega[row] * dd2_csd_pos_weight(o, i, N);
     double L = 0;
     for (int j = 0; j < M; j++) {
         const int p = row * M + j;
@@ -182,8 +182,9 @@ static double maxabs(const double *x, size_t n) {
     return m;
 }
 
-/* Run the float generator loss in `mode` and check it against the double reference. */
-static void check_mode(int mode, float alpha) {
+/* Run the float generator loss in `mode` (normaliser `omega`) and check it against the double
+ * reference. */
+static void check_mode(int mode, float alpha, int omega) {
     tiny tc;
     if (tiny_init(&tc, 5)) {
         CHECK_MSG(0, "tiny setup failed");
@@ -195,7 +196,7 @@ static void check_mode(int mode, float alpha) {
     dd2_csd_work cw;
     CHECK_OK(dd2_ardiff_work_alloc(&pw, &tc.net, B + 1, M, &st), &st); /* capacity above the batch */
     CHECK_OK(dd2_csd_work_alloc(&cw, B + 1, N, C, M, 1, &st), &st);
-    const dd2_csd_opts o = {mode, alpha, 3.0f, 1.0f};
+    const dd2_csd_opts o = {mode, alpha, 3.0f, 1.0f, omega};
     const float scale = 0.37f;
     float dq[B * N * C];
     dd2_csd_stats stats;
@@ -206,10 +207,10 @@ static void check_mode(int mode, float alpha) {
     CHECK_OK(dd2_mlp_head_acts_alloc_f64(&rf.ha, &tc.net.head, 1, &st), &st);
     for (int k = 0; k < B * N * D; k++) rf.cond[k] = pw.f[k];
 
-    /* ω and the loss value */
-    double ref_total = 0, num[B * N * C], ana[B * N * C], err = 0;
+    /* ω (per sequence or per position, from direct sums) and the loss value */
+    double ref_total = 0, num[B * N * C], ana[B * N * C], err = 0, ref_omega_sum = 0;
     for (int b = 0; b < B; b++) {
-        double s = 0;
+        double s = 0, s_pos[N] = {0};
         for (int i = 0; i < N; i++)
             for (int j = 0; j < M; j++) {
                 const int p = (b * N + i) * M + j;
@@ -217,10 +218,15 @@ static void check_mode(int mode, float alpha) {
                 for (int c = 0; c < C; c++)
                     x[c] = (1 - (double)tc.t[p]) * tc.q[(b * N + i) * C + c] + tc.t[p] * tc.eps[p * C + c];
                 ref_mu(&tc, b * N + i, x, tc.t[p], mu);
-                for (int c = 0; c < C; c++) s += fabs(tc.q[(b * N + i) * C + c] - mu[c]);
+                for (int c = 0; c < C; c++) s_pos[i] += fabs(tc.q[(b * N + i) * C + c] - mu[c]);
             }
-        const double om = 1.0 / (s / (N * M * C));
-        CHECK_MSG(fabs(cw.omega[b] - om) <= 1e-5 * om, "omega[%d] %.9g vs %.9g", b, cw.omega[b], om);
+        for (int i = 0; i < N; i++) s += s_pos[i];
+        for (int i = 0; i < N; i++) {
+            const double om = omega == DD2_CSD_OMEGA_POSITION ? 1.0 / (s_pos[i] / (M * C)) : 1.0 / (s / (N * M * C));
+            const float got = cw.omega[b * N + i];
+            CHECK_MSG(fabs(got - om) <= 1e-5 * om, "omega[%d,%d] %.9g vs %.9g", b, i, got, om);
+            ref_omega_sum += om / N;
+        }
     }
     for (int b = 0; b < B; b++)
         for (int i = 0; i < N; i++) {
@@ -245,22 +251,25 @@ static void check_mode(int mode, float alpha) {
         }
     for (int k = 0; k < B * N * C; k++) err = fmax(err, fabs(num[k] - ana[k]));
     const double rel = err / maxabs(num, B * N * C);
-    printf("  %s alpha %.1f: gradient vs finite differences rel %.2e (max |grad| %.3g); loss %.9g vs %.9g\n",
-           mode == DD2_CSD_GRAD_SID ? "sid" : "dmd", alpha, rel, maxabs(num, B * N * C), loss, ref_total);
+    printf("  %s alpha %.1f omega per %s: gradient vs finite differences rel %.2e (max |grad| %.3g); loss %.9g vs "
+           "%.9g\n", mode == DD2_CSD_GRAD_SID ? "sid" : "dmd", alpha, omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence",
+           rel, maxabs(num, B * N * C), loss, ref_total);
     CHECK_MSG(rel <= TOL_GRAD, "rel %.3g", rel);
     CHECK_MSG(fabs(loss - ref_total) <= 1e-5 * fmax(1.0, fabs(ref_total)), "loss %.9g vs %.9g", loss, ref_total);
     CHECK_NEAR(stats.loss, loss, 0);
-    CHECK_NEAR(stats.omega, (double)cw.omega[0] + cw.omega[1], 1e-6 * stats.omega);
+    CHECK_NEAR(stats.omega, ref_omega_sum, 1e-5 * ref_omega_sum);
     dd2_mlp_head_acts_free_f64(&rf.ha);
     dd2_csd_work_free(&cw);
     dd2_ardiff_work_free(&pw);
     tiny_free(&tc);
 }
 
-TEST(sid_gradient_alpha1) { check_mode(DD2_CSD_GRAD_SID, 1.0f); }
-TEST(sid_gradient_alpha06) { check_mode(DD2_CSD_GRAD_SID, 0.6f); }
-TEST(dmd_gradient_alpha1) { check_mode(DD2_CSD_GRAD_DMD, 1.0f); }
-TEST(dmd_gradient_alpha06) { check_mode(DD2_CSD_GRAD_DMD, 0.6f); }
+TEST(sid_gradient_alpha1) { check_mode(DD2_CSD_GRAD_SID, 1.0f, DD2_CSD_OMEGA_SEQUENCE); }
+TEST(sid_gradient_alpha06) { check_mode(DD2_CSD_GRAD_SID, 0.6f, DD2_CSD_OMEGA_SEQUENCE); }
+TEST(dmd_gradient_alpha1) { check_mode(DD2_CSD_GRAD_DMD, 1.0f, DD2_CSD_OMEGA_SEQUENCE); }
+TEST(dmd_gradient_alpha06) { check_mode(DD2_CSD_GRAD_DMD, 0.6f, DD2_CSD_OMEGA_SEQUENCE); }
+TEST(sid_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POSITION); }
+TEST(dmd_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POSITION); }
 
 /* sid − scale·Σ_j (1−t)·gx == dmd; and the Jacobian terms are not negligible here. */
 static void check_decomposition(float alpha) {
@@ -277,7 +286,7 @@ static void check_decomposition(float alpha) {
     CHECK_OK(dd2_csd_work_alloc(&cw, B, N, C, M, 1, &st), &st);
     const float scale = 1.0f / (B * N * M);
     float dq_sid[B * N * C], dq_dmd[B * N * C];
-    dd2_csd_opts o = {DD2_CSD_GRAD_SID, alpha, 1.0f, 1.0f};
+    dd2_csd_opts o = {DD2_CSD_GRAD_SID, alpha, 1.0f, 1.0f, DD2_CSD_OMEGA_SEQUENCE};
     const double l_sid =
         csd_loss(&tc, &pw, &cw, &o, scale, dq_sid, NULL);
     double expl[B * N * C], jac = 0, diff = 0, ref = 0;
@@ -597,6 +606,8 @@ int main(int argc, char **argv) {
     RUN(sid_gradient_alpha06);
     RUN(dmd_gradient_alpha1);
     RUN(dmd_gradient_alpha06);
+    RUN(sid_gradient_omega_per_position);
+    RUN(dmd_gradient_omega_per_position);
     RUN(dmd_is_sid_without_jacobians_alpha1);
     RUN(dmd_is_sid_without_jacobians_alpha06);
     RUN(guidance_loss_hand_computed);
