@@ -52,7 +52,7 @@ enum dd2_sample_model { DD2_SAMPLE_GENERATOR, DD2_SAMPLE_TEACHER, DD2_SAMPLE_ARD
 enum dd2_ardiff_loss { DD2_ARDIFF_LOSS_GTS, DD2_ARDIFF_LOSS_DIFFUSION };     /* ardiff.loss */
 enum dd2_distill_init { DD2_DISTILL_INIT_ARDIFF, DD2_DISTILL_INIT_TEACHER, DD2_DISTILL_INIT_ODE_PAIRS }; /* distill.init */
 enum dd2_csd_grad { DD2_CSD_GRAD_SID, DD2_CSD_GRAD_DMD };                    /* distill.csd.grad */
-enum dd2_csd_omega { DD2_CSD_OMEGA_SEQUENCE, DD2_CSD_OMEGA_POSITION };        /* distill.csd.omega */
+enum dd2_csd_omega { DD2_CSD_OMEGA_SEQUENCE, DD2_CSD_OMEGA_POSITION, DD2_CSD_OMEGA_POINT }; /* distill.csd.omega */
 enum dd2_feature_net { DD2_FEATURE_NET_CLASSIFIER, DD2_FEATURE_NET_INCEPTION }; /* eval.features.net */
 enum dd2_resume { DD2_RESUME_AUTO, DD2_RESUME_NEVER };                        /* checkpoint.resume */
 /* log.level holds DD2_LOG_QUIET / DD2_LOG_INFO / DD2_LOG_DEBUG from core/log.h */

@@ -61,7 +61,8 @@ static const char *const ardiff_loss_names[] = {[DD2_ARDIFF_LOSS_GTS] = "gts", [
 static const char *const distill_init_names[] = {[DD2_DISTILL_INIT_ARDIFF] = "ardiff", [DD2_DISTILL_INIT_TEACHER] = "teacher",
                                                  [DD2_DISTILL_INIT_ODE_PAIRS] = "ode-pairs", NULL};
 static const char *const csd_grad_names[] = {[DD2_CSD_GRAD_SID] = "sid", [DD2_CSD_GRAD_DMD] = "dmd", NULL};
-static const char *const csd_omega_names[] = {[DD2_CSD_OMEGA_SEQUENCE] = "sequence", [DD2_CSD_OMEGA_POSITION] = "position", NULL};
+static const char *const csd_omega_names[] = {[DD2_CSD_OMEGA_SEQUENCE] = "sequence", [DD2_CSD_OMEGA_POSITION] = "position",
+                                              [DD2_CSD_OMEGA_POINT] = "point", NULL};
 static const char *const feature_net_names[] = {[DD2_FEATURE_NET_CLASSIFIER] = "classifier",
                                                 [DD2_FEATURE_NET_INCEPTION] = "inception", NULL};
 static const char *const resume_names[] = {[DD2_RESUME_AUTO] = "auto", [DD2_RESUME_NEVER] = "never", NULL};
@@ -163,7 +164,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.ode.reg_weight", distill.ode.reg_weight, 0, 1e6, 0, "0", "weight of the regression loss on the ODE pairs kept beside the CSD loss (DMD's regression term; init: ode-pairs; 0: off)"),
     K_ENUM("distill.csd.grad", distill.csd.grad, csd_grad_names, "dmd", "generator gradient: through the score Jacobians (sid) or detached scores (dmd)"),
     K_FLOAT("distill.csd.alpha", distill.csd.alpha, 0, 10, 0, "1.0", "SiD's alpha in the generator loss"),
-    K_ENUM("distill.csd.omega", distill.csd.omega, csd_omega_names, "sequence", "SiD's normaliser 1 / mean |q - a|: over each sequence (SiD, method.md) or over each position"),
+    K_ENUM("distill.csd.omega", distill.csd.omega, csd_omega_names, "sequence", "SiD's normaliser 1 / mean |q - a|: over each sequence (method.md), each position, or each point (one t, as SiD's per image)"),
     K_INT("distill.k", distill.k, 1, 1000, "2", "guidance updates per generator update (K)"),
     K_INT("distill.m", distill.m, 1, 1024, "2", "noise draws per token (m)"),
     K_INT("distill.steps", distill.steps, 0, IMAX, "2000", "generator updates"),

@@ -64,7 +64,7 @@ int dd2_csd_work_alloc(dd2_csd_work *w, int B, int n, int C, int m, int sid, dd2
     const size_t PC = (size_t)w->P * (size_t)C;
     w->v = DD2_MALLOC(PC * sizeof(float), st);
     w->bp = DD2_MALLOC(PC * sizeof(float), st);
-    w->omega = DD2_MALLOC((size_t)B * (size_t)n * sizeof(float), st);
+    w->omega = DD2_MALLOC((size_t)w->P * sizeof(float), st);
     w->absdiff = DD2_MALLOC((size_t)B * sizeof(double), st);
     int ok = w->v && w->bp && w->omega && w->absdiff;
     if (ok && sid) {
@@ -112,32 +112,40 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
     for (size_t p = 0; p < P; p++)
         for (int c = 0; c < C; c++) w->bp[p * C + c] = x_t[p * C + c] - t[p] * w->v[p * C + c];
 
-    /* ω per row (b·n + i): 1 / max(mean |q − a|, floor) over the n·m·C elements of sequence b
-     * (DD2_CSD_OMEGA_SEQUENCE) or the m·C elements of position i (DD2_CSD_OMEGA_POSITION) */
+    /* ω per point: 1 / max(mean |q − a|, floor) over the n·m·C elements of sequence b
+     * (DD2_CSD_OMEGA_SEQUENCE), the m·C elements of position i (DD2_CSD_OMEGA_POSITION) or the C
+     * elements of the point itself (DD2_CSD_OMEGA_POINT) */
     double omega_sum = 0.0, absdiff_sum = 0.0;
     for (int b = 0; b < B; b++) {
-        double s_seq = 0.0, om_seq = 0.0;
+        double s_seq = 0.0, om_seq = 0.0; /* s_seq: one running sum (sequence mode as before the option) */
         for (int i = 0; i < n; i++) {
             const size_t r = (size_t)b * n + i;
-            double s = 0.0; /* s_seq keeps one running sum: sequence mode as before this option */
-            for (size_t p = r * m; p < (r + 1) * m; p++)
+            double s_pos = 0.0;
+            for (size_t p = r * m; p < (r + 1) * m; p++) {
+                double s_pt = 0.0;
                 for (int c = 0; c < C; c++) {
                     const double e = fabs((double)q[r * C + c] - a_all[p * C + c]);
-                    s += e, s_seq += e;
+                    s_pt += e, s_pos += e, s_seq += e;
                 }
+                if (o->omega == DD2_CSD_OMEGA_POINT) {
+                    w->omega[p] = csd_omega(s_pt / C);
+                    om_seq += w->omega[p];
+                }
+            }
             if (o->omega == DD2_CSD_OMEGA_POSITION) {
-                w->omega[r] = csd_omega(s / ((double)m * C));
-                om_seq += w->omega[r];
+                const float om = csd_omega(s_pos / ((double)m * C));
+                for (size_t p = r * m; p < (r + 1) * m; p++) w->omega[p] = om;
+                om_seq += (double)om * m;
             }
         }
         const double mean = s_seq / ((double)n * m * C);
-        if (o->omega != DD2_CSD_OMEGA_POSITION) {
+        if (o->omega == DD2_CSD_OMEGA_SEQUENCE) {
             const float om = csd_omega(mean);
-            for (int i = 0; i < n; i++) w->omega[(size_t)b * n + i] = om;
-            om_seq = (double)om * n;
+            for (size_t p = (size_t)b * n * m; p < (size_t)(b + 1) * n * m; p++) w->omega[p] = om;
+            om_seq = (double)om * n * m;
         }
         w->absdiff[b] = mean;
-        omega_sum += om_seq / n;
+        omega_sum += om_seq / ((double)n * m);
         absdiff_sum += mean;
     }
 
@@ -147,7 +155,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
     for (size_t p = 0; p < P; p++) {
         const size_t r = p / (size_t)m;
         const int i = (int)(r % (size_t)n);
-        const double om = w->omega[r], wi = dd2_csd_pos_weight(o, i, n), wgt = om * wi;
+        const double om = w->omega[p], wi = dd2_csd_pos_weight(o, i, n), wgt = om * wi;
         const float *a = a_all + p * C, *bp = w->bp + p * C, *qi = q + r * C;
         double dot = 0.0, sq = 0.0;
         for (int c = 0; c < C; c++) {

@@ -20,7 +20,8 @@
  *     a    = μ_Φ(x_t, t | q_<i)                  teacher x0-prediction (model/mixture.h, logp row b·n+i)
  *     bp   = x_t − t·v_ψ(x_t, t | q_<i)          guidance x0-prediction, ψ frozen
  *     ω_b  = 1 / max(mean over the n·m·C elements of sequence b of |q_i − a|, 1e-5)   (no gradient)
- *            (DD2_CSD_OMEGA_POSITION: ω_bi, the mean over the m·C elements of position i alone)
+ *            (DD2_CSD_OMEGA_POSITION: ω_bi, the mean over the m·C elements of position i alone;
+ *             DD2_CSD_OMEGA_POINT: ω_p, over the C elements of point p alone)
  *     w_i  = pos_start + (pos_end − pos_start)·i/(n−1)                 (pos_start when n = 1)
  *     ℓ_p  = ω_b w_i [ (a − bp)ᵀ(bp − q_i) + (1 − α)‖a − bp‖² ]
  * The loss is Σ_p ℓ_p (the caller scales, e.g. by 1/(B·n·m) for the mean). Gradient into q_i
@@ -94,7 +95,7 @@ typedef struct dd2_csd_opts {
     int grad;                   /* DD2_CSD_GRAD_DMD or DD2_CSD_GRAD_SID (io/config.h) */
     float alpha;                /* SiD's α (1 in the paper) */
     float pos_start, pos_end;   /* position weights w_i, linear over positions */
-    int omega;                  /* DD2_CSD_OMEGA_SEQUENCE (SiD's, per sequence) or _POSITION */
+    int omega;                  /* DD2_CSD_OMEGA_SEQUENCE (per sequence), _POSITION or _POINT */
 } dd2_csd_opts;
 
 /* Work for up to B sequences and m draws (P = B·n·m points). All arrays are exposed for tests
@@ -107,7 +108,8 @@ typedef struct dd2_csd_work {
     float *gx;    /* [P,C] J_Φᵀ A + J_ψᵀ Bg (sid): ∂ℓ/∂x_t; dq_i gets (1−t)·gx on top of the
                      explicit term */
     float *gA;    /* [P,C] A = ∂ℓ/∂a (sid) */
-    float *omega; /* [B,n] ω of each row b·n + i (the same for all i in sequence mode) */
+    float *omega; /* [P] ω of each point (shared by a sequence's or a position's points in
+                     those modes) */
     double *absdiff; /* [B] mean |q − a| per sequence */
 } dd2_csd_work;
 
@@ -117,7 +119,7 @@ void dd2_csd_work_free(dd2_csd_work *w);
 /* Sums over the batch, for logging (add across ranks, divide by the global counts). */
 typedef struct dd2_csd_stats {
     double loss;    /* Σ_p ℓ_p */
-    double omega;   /* Σ_b ω_b (position mode: Σ_b of the mean over i of ω_bi) */
+    double omega;   /* Σ_b of the mean of ω over sequence b's points (= Σ_b ω_b per sequence) */
     double absdiff; /* Σ_b mean |q − a| of sequence b */
 } dd2_csd_stats;
 

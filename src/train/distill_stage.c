@@ -131,6 +131,10 @@ static void trainer_free(trainer *tr) {
     free(tr->ode_y);
 }
 
+static const char *omega_name(int omega) {
+    return omega == DD2_CSD_OMEGA_POINT ? "point" : omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence";
+}
+
 static const char *init_name(int init) {
     return init == DD2_DISTILL_INIT_TEACHER ? "teacher" : init == DD2_DISTILL_INIT_ODE_PAIRS ? "ode-pairs" : "ardiff";
 }
@@ -681,7 +685,7 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
               (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
               tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha,
-              cfg->distill.csd.omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence", tr->steps, tr->K,
+              omega_name(cfg->distill.csd.omega), tr->steps, tr->K,
               tr->B, tr->m, tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;

@@ -155,10 +155,10 @@ static double ref_loss_pos(ref_ctx *rf, const float *omega, const dd2_csd_opts *
                            double (*out_b)[C]) {
     const tiny *tc = rf->tc;
     const int row = b * N + i;
-    const double wgt = (double)omega[row] * dd2_csd_pos_weight(o, i, N);
     double L = 0;
     for (int j = 0; j < M; j++) {
         const int p = row * M + j;
+        const double wgt = (double)omega[p] * dd2_csd_pos_weight(o, i, N);
         const double t = tc->t[p];
         double x[C], a[C], bp[C];
         for (int c = 0; c < C; c++) x[c] = (1 - t) * qi[c] + t * tc->eps[p * C + c];
@@ -207,10 +207,10 @@ static void check_mode(int mode, float alpha, int omega) {
     CHECK_OK(dd2_mlp_head_acts_alloc_f64(&rf.ha, &tc.net.head, 1, &st), &st);
     for (int k = 0; k < B * N * D; k++) rf.cond[k] = pw.f[k];
 
-    /* ω (per sequence or per position, from direct sums) and the loss value */
+    /* ω (per sequence, position or point, from direct sums) and the loss value */
     double ref_total = 0, num[B * N * C], ana[B * N * C], err = 0, ref_omega_sum = 0;
     for (int b = 0; b < B; b++) {
-        double s = 0, s_pos[N] = {0};
+        double s = 0, s_pos[N] = {0}, s_pt[N][M] = {{0}};
         for (int i = 0; i < N; i++)
             for (int j = 0; j < M; j++) {
                 const int p = (b * N + i) * M + j;
@@ -218,15 +218,19 @@ static void check_mode(int mode, float alpha, int omega) {
                 for (int c = 0; c < C; c++)
                     x[c] = (1 - (double)tc.t[p]) * tc.q[(b * N + i) * C + c] + tc.t[p] * tc.eps[p * C + c];
                 ref_mu(&tc, b * N + i, x, tc.t[p], mu);
-                for (int c = 0; c < C; c++) s_pos[i] += fabs(tc.q[(b * N + i) * C + c] - mu[c]);
+                for (int c = 0; c < C; c++) s_pt[i][j] += fabs(tc.q[(b * N + i) * C + c] - mu[c]);
+                s_pos[i] += s_pt[i][j];
+                s += s_pt[i][j];
             }
-        for (int i = 0; i < N; i++) s += s_pos[i];
-        for (int i = 0; i < N; i++) {
-            const double om = omega == DD2_CSD_OMEGA_POSITION ? 1.0 / (s_pos[i] / (M * C)) : 1.0 / (s / (N * M * C));
-            const float got = cw.omega[b * N + i];
-            CHECK_MSG(fabs(got - om) <= 1e-5 * om, "omega[%d,%d] %.9g vs %.9g", b, i, got, om);
-            ref_omega_sum += om / N;
-        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < M; j++) {
+                const double om = omega == DD2_CSD_OMEGA_POINT      ? 1.0 / (s_pt[i][j] / C)
+                                  : omega == DD2_CSD_OMEGA_POSITION ? 1.0 / (s_pos[i] / (M * C))
+                                                                    : 1.0 / (s / (N * M * C));
+                const float got = cw.omega[(b * N + i) * M + j];
+                CHECK_MSG(fabs(got - om) <= 1e-5 * om, "omega[%d,%d,%d] %.9g vs %.9g", b, i, j, got, om);
+                ref_omega_sum += om / (N * M);
+            }
     }
     for (int b = 0; b < B; b++)
         for (int i = 0; i < N; i++) {
@@ -252,7 +256,7 @@ static void check_mode(int mode, float alpha, int omega) {
     for (int k = 0; k < B * N * C; k++) err = fmax(err, fabs(num[k] - ana[k]));
     const double rel = err / maxabs(num, B * N * C);
     printf("  %s alpha %.1f omega per %s: gradient vs finite differences rel %.2e (max |grad| %.3g); loss %.9g vs "
-           "%.9g\n", mode == DD2_CSD_GRAD_SID ? "sid" : "dmd", alpha, omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence",
+           "%.9g\n", mode == DD2_CSD_GRAD_SID ? "sid" : "dmd", alpha, omega == DD2_CSD_OMEGA_POINT ? "point" : omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence",
            rel, maxabs(num, B * N * C), loss, ref_total);
     CHECK_MSG(rel <= TOL_GRAD, "rel %.3g", rel);
     CHECK_MSG(fabs(loss - ref_total) <= 1e-5 * fmax(1.0, fabs(ref_total)), "loss %.9g vs %.9g", loss, ref_total);
@@ -270,6 +274,8 @@ TEST(dmd_gradient_alpha1) { check_mode(DD2_CSD_GRAD_DMD, 1.0f, DD2_CSD_OMEGA_SEQ
 TEST(dmd_gradient_alpha06) { check_mode(DD2_CSD_GRAD_DMD, 0.6f, DD2_CSD_OMEGA_SEQUENCE); }
 TEST(sid_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POSITION); }
 TEST(dmd_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POSITION); }
+TEST(sid_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POINT); }
+TEST(dmd_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POINT); }
 
 /* sid − scale·Σ_j (1−t)·gx == dmd; and the Jacobian terms are not negligible here. */
 static void check_decomposition(float alpha) {
@@ -608,6 +614,8 @@ int main(int argc, char **argv) {
     RUN(dmd_gradient_alpha06);
     RUN(sid_gradient_omega_per_position);
     RUN(dmd_gradient_omega_per_position);
+    RUN(sid_gradient_omega_per_point);
+    RUN(dmd_gradient_omega_per_point);
     RUN(dmd_is_sid_without_jacobians_alpha1);
     RUN(dmd_is_sid_without_jacobians_alpha06);
     RUN(guidance_loss_hand_computed);
