@@ -92,7 +92,6 @@ typedef struct trainer {
     float *ode_q, *ode_e;        /* init: ode-pairs: the pairs [N,n,C] (kept during CSD when
                                     distill.ode.reg_weight > 0), NULL otherwise */
     int *ode_y;                  /* [N] their classes */
-    float *ode_target;           /* [bl,n,C] the regression targets of one batch */
     int B, lo, hi, bl, m, K;     /* global batch, this rank's slice, its size, draws, guidance updates */
     long steps, total;           /* generator updates; units including the alignment phase */
     int align_on;
@@ -123,7 +122,7 @@ static void trainer_free(trainer *tr) {
     dd2_featnet_free(&tr->featnet);
     dd2_fid_stats_free(&tr->ref);
     float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
-                     tr->eps, tr->q, tr->dq, tr->gdraw, tr->ode_q, tr->ode_e, tr->ode_target};
+                     tr->eps, tr->q, tr->dq, tr->gdraw, tr->ode_q, tr->ode_e};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(tr->gmask);
     free(tr->pmask);
@@ -260,8 +259,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->dq = DD2_MALLOC(seq * sizeof(float), st);
     tr->gdraw = DD2_MALLOC(seq * (size_t)tr->m * sizeof(float), st);
     tr->y = DD2_MALLOC((size_t)bl * sizeof(int), st);
-    tr->ode_target = DD2_MALLOC(seq * sizeof(float), st);
-    if (!tr->ode_target || !tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
+    if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
         !tr->gmask || !tr->pmask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
         return DD2_ERR_RUNTIME;
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->gnet, bl, 1, st));
@@ -391,7 +389,7 @@ static int generator_finish(trainer *tr, double out[4], double *gnorm, int *skip
     if (tr->ode_q) /* after G's CSD backward: gw is free again */
         sums[3] = ode_reg_grad(tr, cfg->distill.ode.steps + tr->c[C_GEN_STEP], reg_w);
     DD2_TRY(dd2_allreduce_sum_f32(tr->gg, numel, tr->comm, st));
-    DD2_TRY(dd2_allreduce_sum_f64(sums, tr->ode_q ? 4 : 3, tr->comm, st));
+    DD2_TRY(dd2_allreduce_sum_f64(sums, 4, tr->comm, st));
     out[0] = sums[0] / points;
     out[1] = sums[1] / tr->B;
     out[2] = sums[2] / tr->B;
@@ -493,15 +491,18 @@ static double ode_reg_grad(trainer *tr, int64_t s, double weight) {
     for (int k = tr->lo; k < tr->hi; k++) {
         const int64_t j = (s * tr->B + k) % N;
         memcpy(tr->eps + (size_t)(k - tr->lo) * seqf, tr->ode_e + j * seqf, seqf * sizeof(float));
-        memcpy(tr->ode_target + (size_t)(k - tr->lo) * seqf, tr->ode_q + j * seqf, seqf * sizeof(float));
         tr->y[k - tr->lo] = tr->ode_y[j];
     }
     dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, tr->y, tr->bl, tr->q);
     double sum = 0.0;
-    for (size_t e = 0; e < (size_t)tr->bl * seqf; e++) {
-        const float d = tr->q[e] - tr->ode_target[e];
-        sum += (double)d * d;
-        tr->dq[e] = (float)(weight * 2.0 * d / elems);
+    for (int k = tr->lo; k < tr->hi; k++) {
+        const float *target = tr->ode_q + ((s * tr->B + k) % N) * seqf;
+        const size_t row = (size_t)(k - tr->lo) * seqf;
+        for (size_t e = 0; e < seqf; e++) {
+            const float d = tr->q[row + e] - target[e];
+            sum += (double)d * d;
+            tr->dq[row + e] = (float)(weight * 2.0 * d / elems);
+        }
     }
     dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     return sum;
