@@ -182,6 +182,7 @@ typedef struct dd2_config {
         double grad_clip;
         double t_min;
         double t_max;
+        bool t_stratified; /* draw j of m at a position in stratum j of [t_min, t_max) */
         int eval_every;    /* 0: off */
         int eval_n;
     } distill;

@@ -184,6 +184,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.grad_clip", distill.grad_clip, 0, NO_MAX, 0, "1", "gradient-norm clip (0: off)"),
     K_FLOAT("distill.t_min", distill.t_min, 0, 1, OPEN_BOTH, "0.02", "smallest timestep drawn"),
     K_FLOAT("distill.t_max", distill.t_max, 0, 1, OPEN_MIN, "0.98", "largest timestep drawn"),
+    K_BOOL("distill.t_stratified", distill.t_stratified, "false", "stratified timesteps: draw j of a position's m in [t_min + (t_max - t_min) j/m, ... (j+1)/m)"),
     K_INT("distill.eval_every", distill.eval_every, 0, IMAX, "500", "FID of the EMA generator every N generator updates (0: off)"),
     K_INT("distill.eval_n", distill.eval_n, 1, IMAX, "2000", "samples for that periodic FID"),
 

@@ -107,7 +107,7 @@ int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const ch
 /* ---- the training loss ------------------------------------------------------------------- */
 
 void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
-                     float *t, float *eps) {
+                     bool stratified, float *t, float *eps) {
     for (int b = 0; b < B; b++)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < m; j++) {
@@ -115,7 +115,14 @@ void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, in
                 const uint64_t step = (uint64_t)i * (uint64_t)m + (uint64_t)j;
                 dd2_rng r;
                 dd2_rng_init(&r, seed, DD2_RNG_TIMESTEP, first_slot + (uint64_t)b, step);
-                dd2_rng_fill_uniform(&r, t + p, 1, t_min, t_max);
+                if (stratified) {
+                    float u;
+                    dd2_rng_fill_uniform(&r, &u, 1, 0.0f, 1.0f);
+                    t[p] = t_min + (t_max - t_min) * (((float)j + u) / (float)m);
+                    if (!(t[p] < t_max)) t[p] = nextafterf(t_max, t_min); /* rounding at the top */
+                } else {
+                    dd2_rng_fill_uniform(&r, t + p, 1, t_min, t_max);
+                }
                 dd2_rng_init(&r, seed, DD2_RNG_NOISE, first_slot + (uint64_t)b, step);
                 dd2_rng_fill_normal(&r, eps + p * C, (size_t)C, 0.0f, 1.0f);
             }

@@ -88,11 +88,13 @@ int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const ch
 /* Noise and timesteps for B sequences in global sample slots first_slot .. first_slot+B−1:
  * point p = (b·n + i)·m + j takes
  *     t[p]          from the stream (seed, DD2_RNG_TIMESTEP, first_slot + b, i·m + j): one
- *                   dd2_rng_fill_uniform value in [t_min, t_max)
+ *                   dd2_rng_fill_uniform value in [t_min, t_max), or with `stratified` one
+ *                   value u in [0, 1) placed in stratum j of m: t_min + (t_max − t_min)(j + u)/m
+ *                   (each position's m draws then cover the whole range once: lower variance)
  *     eps[p·C ..]   from the stream (seed, DD2_RNG_NOISE,    first_slot + b, i·m + j): C normals
  * so a point's draws depend only on its slot, position and draw (not on batch or rank split). */
 void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
-                     float *t, float *eps);
+                     bool stratified, float *t, float *eps);
 
 /* The noised points of B sequences with m draws per position: x_t [P,C] = (1 − t) q_i + t ε for
  * the P = B·n·m points p = (b·n + i)·m + j, from q [B,n,C], t [P], eps [P,C] (the point layout of

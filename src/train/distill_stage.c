@@ -293,7 +293,7 @@ static void draw_batch(trainer *tr, int64_t g, float *eps, int *y, float *t, flo
     dd2_csd_noise(seed, slot0, tr->bl, n, C, eps);
     dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
     dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, tr->m, C, (float)cfg->distill.t_min,
-                    (float)cfg->distill.t_max, t, epsd);
+                    (float)cfg->distill.t_max, cfg->distill.t_stratified, t, epsd);
 }
 
 /* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */

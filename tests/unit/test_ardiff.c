@@ -168,8 +168,8 @@ TEST(diffusion_target) {
 TEST(draws_rank_independent) {
     enum { n = 5, m = 3, C = 4, P3 = 3 * n * m, P1 = n * m };
     float t3[P3], e3[P3 * C], t1[P1], e1[P1 * C];
-    dd2_ardiff_draw(7, 10, 3, n, m, C, 0.02f, 0.98f, t3, e3);
-    dd2_ardiff_draw(7, 11, 1, n, m, C, 0.02f, 0.98f, t1, e1);
+    dd2_ardiff_draw(7, 10, 3, n, m, C, 0.02f, 0.98f, false, t3, e3);
+    dd2_ardiff_draw(7, 11, 1, n, m, C, 0.02f, 0.98f, false, t1, e1);
     CHECK(memcmp(t3 + P1, t1, sizeof t1) == 0);
     CHECK(memcmp(e3 + P1 * C, e1, sizeof e1) == 0);
     double s = 0, s2 = 0;
@@ -184,8 +184,36 @@ TEST(draws_rank_independent) {
     CHECK_MSG(fabs(s / (P3 * C)) < 0.25 && fabs(s2 / (P3 * C) - 1) < 0.35, "mean %g, second moment %g",
               s / (P3 * C), s2 / (P3 * C));
     /* another seed gives other draws */
-    dd2_ardiff_draw(8, 11, 1, n, m, C, 0.02f, 0.98f, t1, e1);
+    dd2_ardiff_draw(8, 11, 1, n, m, C, 0.02f, 0.98f, false, t1, e1);
     CHECK(memcmp(e3 + P1 * C, e1, sizeof e1) != 0);
+}
+
+/* Stratified timesteps: draw j of every position lies in stratum j of [t_min, t_max), the noise
+ * is the unstratified draw's bitwise, and over many positions each stratum's draws spread over
+ * their whole stratum (mean near the stratum's middle). */
+TEST(draws_stratified) {
+    enum { B = 4, n = 50, m = 4, C = 3, P = B * n * m };
+    static float ts[P], es[P * C], tu[P], eu[P * C];
+    const float lo = 0.02f, hi = 0.98f, w = (hi - lo) / m;
+    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, true, ts, es);
+    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, false, tu, eu);
+    CHECK(memcmp(es, eu, sizeof es) == 0);
+    double mean[m] = {0};
+    int in_stratum = 1, differs = 0;
+    for (int p = 0; p < P; p++) {
+        const int j = p % m;
+        in_stratum &= ts[p] >= lo + w * j - 1e-6f && ts[p] < hi && ts[p] < lo + w * (j + 1) + 1e-6f;
+        differs |= ts[p] != tu[p];
+        mean[j] += ts[p] / (double)(B * n);
+    }
+    CHECK(in_stratum);
+    CHECK(differs);
+    for (int j = 0; j < m; j++)
+        CHECK_MSG(fabs(mean[j] - (lo + w * (j + 0.5))) < 0.2 * w, "stratum %d: mean %g", j, mean[j]);
+    /* m = 1: one stratum, the same range as unstratified */
+    float t1[n], e1[n * C];
+    dd2_ardiff_draw(5, 3, 1, n, 1, C, lo, hi, true, t1, e1);
+    for (int i = 0; i < n; i++) CHECK(t1[i] >= lo && t1[i] < hi);
 }
 
 /* The whole Ψ loss (backbone + replicated conditions + GTS targets + head + mean) against central
@@ -217,7 +245,7 @@ static void loss_fd_case(int input_map, int loss) {
         for (int v = 0; v < V; v++) logp[i * V + v] = (float)log(logp[i * V + v] / s);
         logp[i * V + (tok[i] + 1) % V] = -INFINITY;
     }
-    dd2_ardiff_draw(3, 0, B, n, m, C, 0.2f, 0.9f, w.t, w.eps);
+    dd2_ardiff_draw(3, 0, B, n, m, C, 0.2f, 0.9f, false, w.t, w.eps);
     /* the teacher's answer at the noised points, as the score service computes it (GTS only) */
     float *xall = malloc((size_t)P * C * sizeof(float)), *muall = malloc((size_t)P * C * sizeof(float));
     int *rows = malloc((size_t)P * sizeof(int));
@@ -548,6 +576,7 @@ int main(int argc, char **argv) {
     RUN(gts_target_2d);
     RUN(diffusion_target);
     RUN(draws_rank_independent);
+    RUN(draws_stratified);
     RUN(loss_grad_fd_gts);
     RUN(loss_grad_fd_gts_mlp_input);
     RUN(loss_grad_fd_diffusion);

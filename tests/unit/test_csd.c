@@ -526,7 +526,7 @@ TEST(noise_and_classes_independent_of_split) {
     CHECK(in_range);
     /* the draws of a training slot use other streams than its generator noise */
     float t[N * M], e2[N * M * C];
-    dd2_ardiff_draw(7, DD2_CSD_DRAW_SLOT + 40, 1, N, M, C, 0.02f, 0.98f, t, e2);
+    dd2_ardiff_draw(7, DD2_CSD_DRAW_SLOT + 40, 1, N, M, C, 0.02f, 0.98f, false, t, e2);
     CHECK(memcmp(e2, a, C * sizeof(float)) != 0);
 }
 
