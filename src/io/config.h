@@ -183,6 +183,7 @@ typedef struct dd2_config {
         double t_min;
         double t_max;
         bool t_stratified; /* draw j of m at a position in stratum j of [t_min, t_max) */
+        int m_guid;        /* draws per token in the guidance loss; 0: m */
         int eval_every;    /* 0: off */
         int eval_n;
     } distill;

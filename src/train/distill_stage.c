@@ -80,8 +80,10 @@ typedef struct trainer {
     dd2_score_msg req;           /* the generator batch: q, y, x_t, t (the request in flight) */
     dd2_ardiff gnet, pnet;       /* offsets of G and of ψ: Ψ's architecture grown by
                                     distill.generator.* / distill.guidance.* (Ψ's when those are 0) */
-    dd2_ardiff_work gw, gw2, pw; /* G on the generator batch (kept for its backward), G on the guidance
-                                    batches, guidance (m draws) */
+    dd2_ardiff_work gw, gw2, pw, pwg; /* G on the generator batch (kept for its backward), G on the
+                                    guidance batches, ψ in the generator loss (m draws), ψ in the
+                                    guidance loss when mg != m (mg draws) */
+    dd2_ardiff_work *guid_w;     /* ψ's work in the guidance loss: &pwg, or &pw when mg == m */
     dd2_csd_work cw;
     float *gp, *gg, *gm, *gv, *gema; /* G: params, grads, Adam m and v, EMA */
     float *pp, *pg, *pm, *pv;        /* ψ */
@@ -92,7 +94,8 @@ typedef struct trainer {
     float *ode_q, *ode_e;        /* init: ode-pairs: the pairs [N,n,C] (kept during CSD when
                                     distill.ode.reg_weight > 0), NULL otherwise */
     int *ode_y;                  /* [N] their classes */
-    int B, lo, hi, bl, m, K;     /* global batch, this rank's slice, its size, draws, guidance updates */
+    int B, lo, hi, bl, m, mg, K; /* global batch, this rank's slice, its size, draws in the generator
+                                    and in the guidance loss, guidance updates */
     long steps, total;           /* generator updates; units including the alignment phase */
     int align_on;
     int64_t c[N_COUNTERS];
@@ -112,6 +115,7 @@ static void trainer_free(trainer *tr) {
     dd2_ardiff_work_free(&tr->gw);
     dd2_ardiff_work_free(&tr->gw2);
     dd2_ardiff_work_free(&tr->pw);
+    dd2_ardiff_work_free(&tr->pwg);
     dd2_ardiff_free(&tr->gnet);
     dd2_ardiff_free(&tr->pnet);
     dd2_score_msg_free(&tr->req);
@@ -229,6 +233,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     const int R = tr->size, r = tr->rank;
     tr->B = cfg->distill.batch;
     tr->m = cfg->distill.m;
+    tr->mg = cfg->distill.m_guid > 0 ? cfg->distill.m_guid : tr->m;
     tr->K = cfg->distill.k;
     if (tr->B < R)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of learners (%d)", tr->B, R);
@@ -265,6 +270,11 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->gnet, bl, 1, st));
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw2, &tr->gnet, bl, 1, st));
     DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->pnet, bl, tr->m, st));
+    tr->guid_w = &tr->pw;
+    if (tr->mg != tr->m) {
+        DD2_TRY(dd2_ardiff_work_alloc(&tr->pwg, &tr->pnet, bl, tr->mg, st));
+        tr->guid_w = &tr->pwg;
+    }
     DD2_TRY(dd2_csd_work_alloc(&tr->cw, bl, n, C, tr->m, cfg->distill.csd.grad == DD2_CSD_GRAD_SID, st));
     DD2_TRY(init_networks(tr, st));
     DD2_TRY(dd2_score_learner_link(cfg, roles, &tr->t, tr->tparams, &d->cb, &tr->srv, &tr->link, st));
@@ -284,15 +294,15 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     return DD2_OK;
 }
 
-/* Noise eps [bl,n,C], classes y [bl] and per-point draws t [bl·n·m], epsd [bl·n·m, C] of this
- * rank's slice of global batch number g. */
-static void draw_batch(trainer *tr, int64_t g, float *eps, int *y, float *t, float *epsd) {
+/* Noise eps [bl,n,C], classes y [bl] and per-point draws t [bl·n·m], epsd [bl·n·m, C] (m draws per
+ * position) of this rank's slice of global batch number g. */
+static void draw_batch(trainer *tr, int64_t g, int m, float *eps, int *y, float *t, float *epsd) {
     const dd2_config *cfg = tr->cfg;
     const uint64_t seed = (uint64_t)cfg->run.seed, slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
     const int n = tr->td.n, C = tr->td.cb.dim;
     dd2_csd_noise(seed, slot0, tr->bl, n, C, eps);
     dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
-    dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, tr->m, C, (float)cfg->distill.t_min,
+    dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, m, C, (float)cfg->distill.t_min,
                     (float)cfg->distill.t_max, cfg->distill.t_stratified, t, epsd);
 }
 
@@ -325,16 +335,17 @@ static void apply_update(trainer *tr, const dd2_ardiff *net, float *p, float *g,
     (*updates)++;
 }
 
-/* One guidance update on a fresh generator batch; *loss = mean over the global batch's points of
- * ‖v_ψ − (ε' − q)‖² / C. */
+/* One guidance update on a fresh generator batch with mg draws per position; *loss = mean over the
+ * global batch's points of ‖v_ψ − (ε' − q)‖² / C. */
 static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped, dd2_status *st) {
     const size_t numel = tr->pnet.tab.numel;
-    const double points = (double)tr->B * tr->td.n * tr->m, t0 = dd2_now();
-    draw_batch(tr, tr->c[C_BATCHES]++, tr->eps, tr->y, tr->pw.t, tr->pw.eps);
+    const double points = (double)tr->B * tr->td.n * tr->mg, t0 = dd2_now();
+    dd2_ardiff_work *w = tr->guid_w;
+    draw_batch(tr, tr->c[C_BATCHES]++, tr->mg, tr->eps, tr->y, w->t, w->eps);
     dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw2, tr->eps, tr->y, tr->bl, tr->q);
     memset(tr->pg, 0, numel * sizeof(float));
-    double sum = dd2_csd_guidance_loss(&tr->pnet, tr->pp, tr->pg, &tr->pw, tr->q, tr->y, tr->pw.t, tr->pw.eps, tr->bl,
-                                       tr->m, (float)(1.0 / points));
+    double sum = dd2_csd_guidance_loss(&tr->pnet, tr->pp, tr->pg, w, tr->q, tr->y, w->t, w->eps, tr->bl, tr->mg,
+                                       (float)(1.0 / points));
     DD2_TRY(dd2_allreduce_sum_f32(tr->pg, numel, tr->comm, st));
     DD2_TRY(dd2_allreduce_sum_f64(&sum, 1, tr->comm, st));
     *loss = sum / points;
@@ -357,7 +368,7 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     const int n = tr->td.n, C = tr->td.cb.dim, sid = tr->cfg->distill.csd.grad == DD2_CSD_GRAD_SID;
     DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, sid ? DD2_SCORE_WANT_COV : 0, tr->bl, n, C, tr->m, 0, st));
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
-    draw_batch(tr, g, tr->eps, r.y, r.t, tr->gdraw);
+    draw_batch(tr, g, tr->m, tr->eps, r.y, r.t, tr->gdraw);
     dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
     dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
     DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
@@ -682,12 +693,12 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     }
     dd2_info0("distill: G %.2fM parameters (%d layers, head depth %d), guidance %.2fM (%d layers, head depth %d), "
               "init %s, csd.grad %s (alpha %g, omega per %s), %ld generator updates x %d guidance updates, global batch %d x %d "
-              "draws over %d learner%s%s",
+              "draws (guidance: %d) over %d learner%s%s",
               (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
               tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha,
               omega_name(cfg->distill.csd.omega), tr->steps, tr->K,
-              tr->B, tr->m, tr->size, tr->size == 1 ? "" : "s",
+              tr->B, tr->m, tr->mg, tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;
     if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */

@@ -109,6 +109,18 @@ expect_exit ode_reg_needs_ode_pairs 2 run oregbad 1 distill "$cfg" --set distill
 expect_contains ode_reg_needs_ode_pairs_named "distill.ode.reg_weight = 1 needs distill.init: ode-pairs"
 [ ! -e "$tmp/oregbad/$f" ] && pass ode_reg_refused_nothing_written || fail ode_reg_refused_nothing_written "$f written"
 
+# distill.m_guid: fewer draws per token in the guidance loss than in the generator loss (m = 2 in
+# the smoke config): logged, changes the training, resumes bitwise from the mid checkpoint
+cp -r "$tmp/r1" "$tmp/mg"; rm -rf "$tmp/mg/distill"
+expect_exit m_guid_run 0 run mg 2 distill "$cfg" --set distill.m_guid=1
+expect_contains m_guid_logged "x 2 draws (guidance: 1)"
+expect_exit m_guid_changes_training 1 "$H5CMP" "$tmp/mg/$f" "$tmp/r2/$f" params 0
+cp -r "$tmp/mg" "$tmp/mgr"
+rm -rf "$tmp/mgr/distill/step_00000006" "$tmp/mgr/$f"
+echo step_00000003 >"$tmp/mgr/distill/LATEST"
+expect_exit m_guid_resume 0 run mgr 2 distill "$cfg" --set distill.m_guid=1
+h5same m_guid_resume_bitwise "$tmp/mg/$f" "$tmp/mgr/$f" 0
+
 # a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
 # function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`
 # refuses the file with exit 2 naming the config keys
