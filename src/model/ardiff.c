@@ -118,7 +118,7 @@ void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, in
                 if (stratified) {
                     float u;
                     dd2_rng_fill_uniform(&r, &u, 1, 0.0f, 1.0f);
-                    t[p] = t_min + (t_max - t_min) * (((float)j + u) / (float)m);
+                    t[p] = (float)(t_min + ((double)t_max - t_min) * (((double)j + u) / m));
                     if (!(t[p] < t_max)) t[p] = nextafterf(t_max, t_min); /* rounding at the top */
                 } else {
                     dd2_rng_fill_uniform(&r, t + p, 1, t_min, t_max);

@@ -110,7 +110,8 @@ expect_contains ode_reg_needs_ode_pairs_named "distill.ode.reg_weight = 1 needs 
 [ ! -e "$tmp/oregbad/$f" ] && pass ode_reg_refused_nothing_written || fail ode_reg_refused_nothing_written "$f written"
 
 # distill.m_guid: fewer draws per token in the guidance loss than in the generator loss (m = 2 in
-# the smoke config): logged, changes the training, resumes bitwise from the mid checkpoint
+# the smoke config): logged, changes the training, resumes bitwise from the mid checkpoint (mg != m:
+# the guidance loss has its own work buffers)
 cp -r "$tmp/r1" "$tmp/mg"; rm -rf "$tmp/mg/distill"
 expect_exit m_guid_run 0 run mg 2 distill "$cfg" --set distill.m_guid=1
 expect_contains m_guid_logged "x 2 draws (guidance: 1)"
@@ -120,6 +121,10 @@ rm -rf "$tmp/mgr/distill/step_00000006" "$tmp/mgr/$f"
 echo step_00000003 >"$tmp/mgr/distill/LATEST"
 expect_exit m_guid_resume 0 run mgr 2 distill "$cfg" --set distill.m_guid=1
 h5same m_guid_resume_bitwise "$tmp/mg/$f" "$tmp/mgr/$f" 0
+# distill.t_stratified reaches the training (the draws' own test is in test_ardiff)
+cp -r "$tmp/r1" "$tmp/strat"; rm -rf "$tmp/strat/distill"
+expect_exit t_stratified_run 0 run strat 2 distill "$cfg" --set distill.t_stratified=true
+expect_exit t_stratified_changes_training 1 "$H5CMP" "$tmp/strat/$f" "$tmp/r2/$f" params 0
 
 # a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
 # function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`
