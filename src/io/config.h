@@ -220,6 +220,11 @@ typedef struct dd2_config {
     } log;
 } dd2_config;
 
+/* The guidance loss's draws per token: distill.m_guid, or distill.m when that is 0. */
+static inline int dd2_distill_guid_draws(const dd2_config *c) {
+    return c->distill.m_guid > 0 ? c->distill.m_guid : c->distill.m;
+}
+
 /* ---- loading ---- */
 
 /* Fill every field with its schema default. Returns DD2_OK, or DD2_ERR_RUNTIME when a default

@@ -49,7 +49,7 @@ int dd2_bench_distill(const dd2_stage_ctx *ctx, int steps, dd2_status *st) {
            "csd.grad %s, %ld iterations each\n\n",
            a->learners, a->learners == 1 ? "" : "s", a->workers, a->workers == 1 ? "" : "s",
            a->workers ? "last ranks" : "colocated", cfg.distill.batch, cfg.distill.m,
-           cfg.distill.m_guid > 0 ? cfg.distill.m_guid : cfg.distill.m, cfg.distill.k,
+           dd2_distill_guid_draws(&cfg), cfg.distill.k,
            cfg.distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", a->iterations);
     printf("| overlap | s / iteration | learners waiting for scores | workers idle | score stream per iteration |\n");
     printf("|---|---:|---:|---:|---:|\n");

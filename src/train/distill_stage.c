@@ -233,7 +233,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     const int R = tr->size, r = tr->rank;
     tr->B = cfg->distill.batch;
     tr->m = cfg->distill.m;
-    tr->mg = cfg->distill.m_guid > 0 ? cfg->distill.m_guid : tr->m;
+    tr->mg = dd2_distill_guid_draws(cfg);
     tr->K = cfg->distill.k;
     if (tr->B < R)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of learners (%d)", tr->B, R);
