@@ -186,6 +186,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.t_min", distill.t_min, 0, 1, OPEN_BOTH, "0.02", "smallest timestep drawn"),
     K_FLOAT("distill.t_max", distill.t_max, 0, 1, OPEN_MIN, "0.98", "largest timestep drawn"),
     K_BOOL("distill.t_stratified", distill.t_stratified, "false", "stratified timesteps: draw j of a position's m in [t_min + (t_max - t_min) j/m, ... (j+1)/m)"),
+    K_BOOL("distill.t_shared", distill.t_shared, "false", "one timestep per token for its m noise draws: the MLP head's condition path then runs once per token (about 2-3x fewer head FLOPs at m = 8-16; docs/distill.md)"),
     K_INT("distill.eval_every", distill.eval_every, 0, IMAX, "500", "FID of the EMA generator every N generator updates (0: off)"),
     K_INT("distill.eval_n", distill.eval_n, 1, IMAX, "2000", "samples for that periodic FID"),
 
@@ -225,6 +226,7 @@ static int patch_divides_image(const dd2_config *c) { return c->data.image_size 
 static int top_k_within_codes(const dd2_config *c) { return c->sample.top_k <= c->vq.codes; }
 static int ardiff_t_ordered(const dd2_config *c) { return c->ardiff.t_min < c->ardiff.t_max; }
 static int distill_t_ordered(const dd2_config *c) { return c->distill.t_min < c->distill.t_max; }
+static int distill_t_one_mode(const dd2_config *c) { return !(c->distill.t_stratified && c->distill.t_shared); }
 
 const dd2_cfg_rule dd2_cfg_rules[] = {
     {"model.d_model", "model.n_heads", "to be a multiple of", heads_divide_width},
@@ -232,5 +234,6 @@ const dd2_cfg_rule dd2_cfg_rules[] = {
     {"sample.top_k", "vq.codes", "to be at most", top_k_within_codes},
     {"ardiff.t_min", "ardiff.t_max", "to be less than", ardiff_t_ordered},
     {"distill.t_min", "distill.t_max", "to be less than", distill_t_ordered},
+    {"distill.t_stratified", "distill.t_shared", "not to be true together with", distill_t_one_mode},
 };
 const size_t dd2_cfg_rules_len = sizeof dd2_cfg_rules / sizeof dd2_cfg_rules[0];

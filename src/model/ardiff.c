@@ -107,7 +107,7 @@ int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const ch
 /* ---- the training loss ------------------------------------------------------------------- */
 
 void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
-                     bool stratified, float *t, float *eps) {
+                     bool stratified, bool shared, float *t, float *eps) {
     for (int b = 0; b < B; b++)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < m; j++) {
@@ -115,7 +115,9 @@ void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, in
                 const uint64_t step = (uint64_t)i * (uint64_t)m + (uint64_t)j;
                 dd2_rng r;
                 dd2_rng_init(&r, seed, DD2_RNG_TIMESTEP, first_slot + (uint64_t)b, step);
-                if (stratified) {
+                if (shared && j > 0) {
+                    t[p] = t[p - (size_t)j]; /* draw 0's timestep */
+                } else if (stratified) {
                     float u;
                     dd2_rng_fill_uniform(&r, &u, 1, 0.0f, 1.0f);
                     t[p] = (float)(t_min + ((double)t_max - t_min) * (((double)j + u) / m));
@@ -210,8 +212,9 @@ int dd2_ardiff_work_alloc(dd2_ardiff_work *w, const dd2_ardiff *a, int B, int m,
     w->v = DD2_MALLOC(P * C * sizeof(float), st);
     w->dv = DD2_MALLOC(P * C * sizeof(float), st);
     w->row = DD2_MALLOC(P * sizeof(int), st);
+    w->t_tok = DD2_MALLOC(R * sizeof(float), st);
     if (!w->f || !w->df || !w->cond || !w->dc || !w->t || !w->eps || !w->x_t || !w->vstar || !w->v || !w->dv ||
-        !w->row) {
+        !w->row || !w->t_tok) {
         dd2_ardiff_work_free(w);
         return DD2_ERR_RUNTIME;
     }
@@ -232,7 +235,17 @@ void dd2_ardiff_work_free(dd2_ardiff_work *w) {
     free(w->v);
     free(w->dv);
     free(w->row);
+    free(w->t_tok);
     memset(w, 0, sizeof *w);
+}
+
+int dd2_ardiff_t_per_token(const float *t, size_t R, int m, float *t_tok) {
+    if (m < 2) return 0;
+    for (size_t r = 0; r < R; r++)
+        for (int j = 1; j < m; j++)
+            if (t[r * m + j] != t[r * m]) return 0;
+    for (size_t r = 0; r < R; r++) t_tok[r] = t[r * m];
+    return 1;
 }
 
 double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
@@ -241,29 +254,36 @@ double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, i
     const int n = a->n, C = a->C;
     const size_t d = (size_t)a->d, R = (size_t)B * n, P = R * (size_t)m;
     dd2_backbone_forward(&a->bb, params, &w->bacts, q, y, B, w->f);
-    for (size_t r = 0; r < R; r++)
-        for (int j = 0; j < m; j++) {
-            const size_t p = r * m + j;
-            memcpy(w->cond + p * d, w->f + r * d, d * sizeof(float));
-            w->row[p] = (int)r;
-        }
+    for (size_t p = 0; p < P; p++) w->row[p] = (int)(p / (size_t)m);
+    /* grouped: one head condition row per token (its draws share t), the features used as they are */
+    const int grouped = dd2_ardiff_t_per_token(t, R, m, w->t_tok);
+    if (!grouped)
+        for (size_t p = 0; p < P; p++) memcpy(w->cond + p * d, w->f + (p / (size_t)m) * d, d * sizeof(float));
     dd2_ardiff_noised_points(q, t, eps, B, n, m, C, w->x_t);
     targets_from_mu(mu, w->row, q, eps, w->x_t, t, P, C, w->vstar);
-    dd2_mlp_head_forward(&a->head, params, &w->hacts, w->x_t, t, w->cond, (int)P, w->v);
+    if (grouped)
+        dd2_mlp_head_forward_grouped(&a->head, params, &w->hacts, w->x_t, w->t_tok, w->f, (int)P, m, w->v);
+    else
+        dd2_mlp_head_forward(&a->head, params, &w->hacts, w->x_t, t, w->cond, (int)P, w->v);
     const double sum = dd2_ardiff_mse(w->v, w->vstar, P, C, scale, grads ? w->dv : NULL);
     if (!grads) return sum;
     if (!train_backbone) {
-        dd2_mlp_head_backward(&a->head, params, grads, &w->hacts, w->dv, NULL, NULL, (int)P);
+        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, w->dv, NULL, NULL, (int)P, grouped ? m : 1);
         return sum;
     }
-    memset(w->dc, 0, P * d * sizeof(float));
-    dd2_mlp_head_backward(&a->head, params, grads, &w->hacts, w->dv, NULL, w->dc, (int)P);
-    for (size_t r = 0; r < R; r++) {
-        float *df = w->df + r * d;
-        memcpy(df, w->dc + r * m * d, d * sizeof(float));
-        for (int j = 1; j < m; j++) {
-            const float *dc = w->dc + (r * m + j) * d;
-            for (size_t k = 0; k < d; k++) df[k] += dc[k];
+    if (grouped) {
+        memset(w->df, 0, R * d * sizeof(float));
+        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, w->dv, NULL, w->df, (int)P, m);
+    } else {
+        memset(w->dc, 0, P * d * sizeof(float));
+        dd2_mlp_head_backward(&a->head, params, grads, &w->hacts, w->dv, NULL, w->dc, (int)P);
+        for (size_t r = 0; r < R; r++) {
+            float *df = w->df + r * d;
+            memcpy(df, w->dc + r * m * d, d * sizeof(float));
+            for (int j = 1; j < m; j++) {
+                const float *dc = w->dc + (r * m + j) * d;
+                for (size_t k = 0; k < d; k++) df[k] += dc[k];
+            }
         }
     }
     dd2_backbone_backward(&a->bb, params, grads, &w->bacts, w->df, NULL, B);

@@ -91,10 +91,19 @@ int dd2_ardiff_copy_tensors(const dd2_param_table *dst_tab, float *dst, const ch
  *                   dd2_rng_fill_uniform value in [t_min, t_max), or with `stratified` one
  *                   value u in [0, 1) placed in stratum j of m: t_min + (t_max − t_min)(j + u)/m
  *                   (each position's m draws then cover the whole range once: lower variance)
+ *                   With `shared`, draws j > 0 take draw 0's t (one timestep per token, m noises:
+ *                   distill.t_shared; the head's condition path then runs once per token, see
+ *                   dd2_ardiff_t_per_token); `shared` with `stratified` stratifies nothing
+ *                   (draw 0 lies in stratum 0) and is refused by the config.
  *     eps[p·C ..]   from the stream (seed, DD2_RNG_NOISE,    first_slot + b, i·m + j): C normals
  * so a point's draws depend only on its slot, position and draw (not on batch or rank split). */
 void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, int C, float t_min, float t_max,
-                     bool stratified, float *t, float *eps);
+                     bool stratified, bool shared, float *t, float *eps);
+
+/* 1 when m ≥ 2 and each of the R tokens' m draws t [R·m] share one timestep; then t_tok [R] = those
+ * timesteps. The losses below check this and then run the head grouped
+ * (dd2_mlp_head_forward_grouped, group m: equal in exact arithmetic, about 2-3x fewer FLOPs). */
+int dd2_ardiff_t_per_token(const float *t, size_t R, int m, float *t_tok);
 
 /* The noised points of B sequences with m draws per position: x_t [P,C] = (1 − t) q_i + t ε for
  * the P = B·n·m points p = (b·n + i)·m + j, from q [B,n,C], t [P], eps [P,C] (the point layout of
@@ -125,6 +134,7 @@ typedef struct dd2_ardiff_work {
     float *t, *eps;            /* [P], [P,C] the caller's draws (dd2_ardiff_draw fills them) */
     float *x_t, *vstar, *v, *dv; /* [P,C] */
     int *row;                  /* [P] p / m */
+    float *t_tok;              /* [B·n] one timestep per token (grouped head) */
 } dd2_ardiff_work;
 
 int dd2_ardiff_work_alloc(dd2_ardiff_work *w, const dd2_ardiff *a, int B, int m, dd2_status *st);

@@ -106,9 +106,15 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
 
     /* guidance x0-prediction: backbone on the detached prefix, head on every point */
     dd2_backbone_forward(&psi->bb, pparams, &pw->bacts, q, y, B, pw->f);
-    for (size_t p = 0; p < P; p++)
-        memcpy(pw->cond + p * d, pw->f + (p / (size_t)m) * d, (size_t)d * sizeof(float));
-    dd2_mlp_head_forward(&psi->head, pparams, &pw->hacts, x_t, t, pw->cond, (int)P, w->v);
+    /* a token's draws share t (distill.t_shared): the head's condition path once per token */
+    const int group = dd2_ardiff_t_per_token(t, (size_t)B * n, m, pw->t_tok) ? m : 1;
+    if (group > 1) {
+        dd2_mlp_head_forward_grouped(&psi->head, pparams, &pw->hacts, x_t, pw->t_tok, pw->f, (int)P, group, w->v);
+    } else {
+        for (size_t p = 0; p < P; p++)
+            memcpy(pw->cond + p * d, pw->f + (p / (size_t)m) * d, (size_t)d * sizeof(float));
+        dd2_mlp_head_forward(&psi->head, pparams, &pw->hacts, x_t, t, pw->cond, (int)P, w->v);
+    }
     for (size_t p = 0; p < P; p++)
         for (int c = 0; c < C; c++) w->bp[p * C + c] = x_t[p * C + c] - t[p] * w->v[p * C + c];
 
@@ -180,7 +186,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
         dd2_mixture_jt_apply(cov, t, w->gA, P, C, w->gx);
         for (size_t p = 0; p < P; p++)
             for (int c = 0; c < C; c++) w->gB[p * C + c] *= -t[p]; /* the head's dv */
-        dd2_mlp_head_backward(&psi->head, pparams, NULL, &pw->hacts, w->gB, w->gx, NULL, (int)P);
+        dd2_mlp_head_backward_grouped(&psi->head, pparams, NULL, &pw->hacts, w->gB, w->gx, NULL, (int)P, group);
         for (size_t p = 0; p < P; p++) {
             const size_t r = p / (size_t)m;
             const float f = scale * (1.0f - t[p]);

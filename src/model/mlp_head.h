@@ -102,4 +102,17 @@ void dd2_mlp_head_forward(const dd2_mlp_head *hd, const float *params, dd2_mlp_h
 void dd2_mlp_head_backward(const dd2_mlp_head *hd, const float *params, float *grads,
                            dd2_mlp_head_acts *a, const float *dv, float *dx_t, float *dc, int P);
 
+/* The same with one condition row per group of `group` consecutive points (group ≥ 1 divides P):
+ * t [P/group], c [P/group, d]; point p is conditioned on row p / group. Equal, in exact
+ * arithmetic, to the plain forward on t and c repeated `group` times, at 1/group of the
+ * condition path's cost (time MLP, cond and every AdaLN projection: most of the head's FLOPs).
+ * Used when a token's m noise draws share one timestep (distill.t_shared). */
+void dd2_mlp_head_forward_grouped(const dd2_mlp_head *hd, const float *params, dd2_mlp_head_acts *a,
+                                  const float *x_t, const float *t, const float *c, int P, int group,
+                                  float *v);
+/* Backward of the last grouped forward (same P and group): dc [P/group, d] += (NULL: none). */
+void dd2_mlp_head_backward_grouped(const dd2_mlp_head *hd, const float *params, float *grads,
+                                   dd2_mlp_head_acts *a, const float *dv, float *dx_t, float *dc,
+                                   int P, int group);
+
 #endif

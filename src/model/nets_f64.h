@@ -52,6 +52,13 @@ void dd2_mlp_head_backward_f64(const dd2_mlp_head *hd, const double *params, dou
                                dd2_mlp_head_acts_f64 *a, const double *dv, double *dx_t,
                                double *dc, int P);
 
+void dd2_mlp_head_forward_grouped_f64(const dd2_mlp_head *hd, const double *params,
+                                      dd2_mlp_head_acts_f64 *a, const double *x_t, const double *t,
+                                      const double *c, int P, int group, double *v);
+void dd2_mlp_head_backward_grouped_f64(const dd2_mlp_head *hd, const double *params,
+                                       double *grads, dd2_mlp_head_acts_f64 *a, const double *dv,
+                                       double *dx_t, double *dc, int P, int group);
+
 void dd2_logits_forward_f64(const dd2_logits_head *lh, const double *params, const double *f,
                             size_t N, double *logits);
 void dd2_logits_backward_f64(const dd2_logits_head *lh, const double *params, double *grads,

@@ -209,7 +209,7 @@ static int batch_loss(trainer *tr, int loss, int b, uint64_t first_slot, float *
     const dd2_config *cfg = tr->cfg;
     const int n = tr->td.n, C = tr->td.cb.dim, m = tr->draws;
     dd2_ardiff_draw((uint64_t)cfg->run.seed, first_slot, b, n, m, C, (float)cfg->ardiff.t_min,
-                    (float)cfg->ardiff.t_max, false, tr->w.t, tr->w.eps);
+                    (float)cfg->ardiff.t_max, false, false, tr->w.t, tr->w.eps);
     const float *mu = NULL;
     if (loss == DD2_ARDIFF_LOSS_GTS) { /* the teacher's posterior mean at the noised points */
         DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, 0, b, n, C, m, 0, st));

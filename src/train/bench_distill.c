@@ -45,11 +45,11 @@ int dd2_bench_distill(const dd2_stage_ctx *ctx, int steps, dd2_status *st) {
     }
     if (ctx->env->rank != 0) return DD2_OK;
     const dd2_distill_stats *a = &s[0], *b = &s[1];
-    printf("\ndd2 bench distill: %d learner%s, %d teacher-score worker%s (%s), global batch %d x %d draws (guidance: %d), K = %d, "
+    printf("\ndd2 bench distill: %d learner%s, %d teacher-score worker%s (%s), global batch %d x %d draws (guidance: %d; t %s), K = %d, "
            "csd.grad %s, %ld iterations each\n\n",
            a->learners, a->learners == 1 ? "" : "s", a->workers, a->workers == 1 ? "" : "s",
            a->workers ? "last ranks" : "colocated", cfg.distill.batch, cfg.distill.m,
-           dd2_distill_guid_draws(&cfg), cfg.distill.k,
+           dd2_distill_guid_draws(&cfg), cfg.distill.t_shared ? "shared per token" : "per draw", cfg.distill.k,
            cfg.distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", a->iterations);
     printf("| overlap | s / iteration | learners waiting for scores | workers idle | score stream per iteration |\n");
     printf("|---|---:|---:|---:|---:|\n");

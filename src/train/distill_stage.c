@@ -303,7 +303,7 @@ static void draw_batch(trainer *tr, int64_t g, int m, float *eps, int *y, float 
     dd2_csd_noise(seed, slot0, tr->bl, n, C, eps);
     dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
     dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, m, C, (float)cfg->distill.t_min,
-                    (float)cfg->distill.t_max, cfg->distill.t_stratified, t, epsd);
+                    (float)cfg->distill.t_max, cfg->distill.t_stratified, cfg->distill.t_shared, t, epsd);
 }
 
 /* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */
@@ -693,12 +693,13 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
     }
     dd2_info0("distill: G %.2fM parameters (%d layers, head depth %d), guidance %.2fM (%d layers, head depth %d), "
               "init %s, csd.grad %s (alpha %g, omega per %s), %ld generator updates x %d guidance updates, global batch %d x %d "
-              "draws (guidance: %d) over %d learner%s%s",
+              "draws (guidance: %d; t %s) over %d learner%s%s",
               (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
               tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha,
               omega_name(cfg->distill.csd.omega), tr->steps, tr->K,
-              tr->B, tr->m, tr->mg, tr->size, tr->size == 1 ? "" : "s",
+              tr->B, tr->m, tr->mg, cfg->distill.t_shared ? "shared per token" : cfg->distill.t_stratified ? "stratified" : "per draw",
+              tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;
     if (tr->eval_on && units(tr) == 0) DD2_TRY(periodic_fid(tr, st)); /* the initialisation's FID */

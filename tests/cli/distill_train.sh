@@ -114,7 +114,7 @@ expect_contains ode_reg_needs_ode_pairs_named "distill.ode.reg_weight = 1 needs 
 # the guidance loss has its own work buffers)
 cp -r "$tmp/r1" "$tmp/mg"; rm -rf "$tmp/mg/distill"
 expect_exit m_guid_run 0 run mg 2 distill "$cfg" --set distill.m_guid=1
-expect_contains m_guid_logged "x 2 draws (guidance: 1)"
+expect_contains m_guid_logged "x 2 draws (guidance: 1; t per draw)"
 expect_exit m_guid_changes_training 1 "$H5CMP" "$tmp/mg/$f" "$tmp/r2/$f" params 0
 cp -r "$tmp/mg" "$tmp/mgr"
 rm -rf "$tmp/mgr/distill/step_00000006" "$tmp/mgr/$f"
@@ -125,6 +125,22 @@ h5same m_guid_resume_bitwise "$tmp/mg/$f" "$tmp/mgr/$f" 0
 cp -r "$tmp/r1" "$tmp/strat"; rm -rf "$tmp/strat/distill"
 expect_exit t_stratified_run 0 run strat 2 distill "$cfg" --set distill.t_stratified=true
 expect_exit t_stratified_changes_training 1 "$H5CMP" "$tmp/strat/$f" "$tmp/r2/$f" params 0
+# distill.t_shared (a token's m draws share one timestep; the grouped head): logged, changes the
+# training, resumes bitwise from the mid checkpoint; with t_stratified refused (exit 2, both keys
+# named, nothing written)
+cp -r "$tmp/r1" "$tmp/tsh"; rm -rf "$tmp/tsh/distill"
+expect_exit t_shared_run 0 run tsh 2 distill "$cfg" --set distill.t_shared=true
+expect_contains t_shared_logged "(guidance: 2; t shared per token)"
+expect_exit t_shared_changes_training 1 "$H5CMP" "$tmp/tsh/$f" "$tmp/r2/$f" params 0
+cp -r "$tmp/tsh" "$tmp/tshr"
+rm -rf "$tmp/tshr/distill/step_00000006" "$tmp/tshr/$f"
+echo step_00000003 >"$tmp/tshr/distill/LATEST"
+expect_exit t_shared_resume 0 run tshr 2 distill "$cfg" --set distill.t_shared=true
+h5same t_shared_resume_bitwise "$tmp/tsh/$f" "$tmp/tshr/$f" 0
+cp -r "$tmp/r1" "$tmp/tbad"; rm -rf "$tmp/tbad/distill"
+expect_exit t_shared_stratified_refused 2 run tbad 1 distill "$cfg" --set distill.t_stratified=true --set distill.t_shared=true
+expect_contains t_shared_stratified_named "distill.t_stratified = true and distill.t_shared = true conflict"
+[ ! -e "$tmp/tbad/distill" ] && pass t_shared_stratified_nothing_written || fail t_shared_stratified_nothing_written "$(ls "$tmp/tbad")"
 
 # a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
 # function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`

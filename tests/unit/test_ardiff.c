@@ -168,8 +168,8 @@ TEST(diffusion_target) {
 TEST(draws_rank_independent) {
     enum { n = 5, m = 3, C = 4, P3 = 3 * n * m, P1 = n * m };
     float t3[P3], e3[P3 * C], t1[P1], e1[P1 * C];
-    dd2_ardiff_draw(7, 10, 3, n, m, C, 0.02f, 0.98f, false, t3, e3);
-    dd2_ardiff_draw(7, 11, 1, n, m, C, 0.02f, 0.98f, false, t1, e1);
+    dd2_ardiff_draw(7, 10, 3, n, m, C, 0.02f, 0.98f, false, false, t3, e3);
+    dd2_ardiff_draw(7, 11, 1, n, m, C, 0.02f, 0.98f, false, false, t1, e1);
     CHECK(memcmp(t3 + P1, t1, sizeof t1) == 0);
     CHECK(memcmp(e3 + P1 * C, e1, sizeof e1) == 0);
     double s = 0, s2 = 0;
@@ -184,7 +184,7 @@ TEST(draws_rank_independent) {
     CHECK_MSG(fabs(s / (P3 * C)) < 0.25 && fabs(s2 / (P3 * C) - 1) < 0.35, "mean %g, second moment %g",
               s / (P3 * C), s2 / (P3 * C));
     /* another seed gives other draws */
-    dd2_ardiff_draw(8, 11, 1, n, m, C, 0.02f, 0.98f, false, t1, e1);
+    dd2_ardiff_draw(8, 11, 1, n, m, C, 0.02f, 0.98f, false, false, t1, e1);
     CHECK(memcmp(e3 + P1 * C, e1, sizeof e1) != 0);
 }
 
@@ -195,8 +195,8 @@ TEST(draws_stratified) {
     enum { B = 4, n = 50, m = 4, C = 3, P = B * n * m };
     static float ts[P], es[P * C], tu[P], eu[P * C];
     const float lo = 0.02f, hi = 0.98f, w = (hi - lo) / m;
-    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, true, ts, es);
-    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, false, tu, eu);
+    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, true, false, ts, es);
+    dd2_ardiff_draw(5, 3, B, n, m, C, lo, hi, false, false, tu, eu);
     CHECK(memcmp(es, eu, sizeof es) == 0);
     double mean[m] = {0};
     int in_stratum = 1, differs = 0;
@@ -212,15 +212,33 @@ TEST(draws_stratified) {
         CHECK_MSG(fabs(mean[j] - (lo + w * (j + 0.5))) < 0.2 * w, "stratum %d: mean %g", j, mean[j]);
     /* m = 1: one stratum, the same range as unstratified */
     float t1[n], e1[n * C];
-    dd2_ardiff_draw(5, 3, 1, n, 1, C, lo, hi, true, t1, e1);
+    dd2_ardiff_draw(5, 3, 1, n, 1, C, lo, hi, true, false, t1, e1);
     for (int i = 0; i < n; i++) CHECK(t1[i] >= lo && t1[i] < hi);
+}
+
+/* Shared timesteps: a token's m draws take draw 0's t, which is the unshared draw 0's; the noise
+ * is the unshared draws' bitwise; and the per-token check finds them (not the unshared ones). */
+TEST(draws_shared) {
+    enum { B = 3, n = 20, m = 4, C = 3, P = B * n * m };
+    static float ts[P], es[P * C], tu[P], eu[P * C], tt[B * n];
+    dd2_ardiff_draw(5, 3, B, n, m, C, 0.02f, 0.98f, false, true, ts, es);
+    dd2_ardiff_draw(5, 3, B, n, m, C, 0.02f, 0.98f, false, false, tu, eu);
+    CHECK(memcmp(es, eu, sizeof es) == 0);
+    int ok = 1;
+    for (int p = 0; p < P; p++) ok &= ts[p] == tu[p - p % m];
+    CHECK(ok);
+    CHECK(dd2_ardiff_t_per_token(ts, B * n, m, tt) == 1);
+    for (int r = 0; r < B * n; r++) ok &= tt[r] == ts[r * m];
+    CHECK(ok);
+    CHECK(dd2_ardiff_t_per_token(tu, B * n, m, tt) == 0);
+    CHECK(dd2_ardiff_t_per_token(ts, B * n, 1, tt) == 0); /* m = 1: nothing to group */
 }
 
 /* The whole Ψ loss (backbone + replicated conditions + GTS targets + head + mean) against central
  * finite differences in float, on the largest-gradient element of several head and backbone
  * tensors; gradient buffers start non-zero (the loss must accumulate). Then head-only mode: no
  * backbone gradient, the head's equal bitwise. */
-static void loss_fd_case(int input_map, int loss) {
+static void loss_fd_case(int input_map, int loss, bool t_shared) {
     dd2_status st;
     dd2_status_clear(&st);
     fixture fx;
@@ -245,7 +263,12 @@ static void loss_fd_case(int input_map, int loss) {
         for (int v = 0; v < V; v++) logp[i * V + v] = (float)log(logp[i * V + v] / s);
         logp[i * V + (tok[i] + 1) % V] = -INFINITY;
     }
-    dd2_ardiff_draw(3, 0, B, n, m, C, 0.2f, 0.9f, false, w.t, w.eps);
+    dd2_ardiff_draw(3, 0, B, n, m, C, 0.2f, 0.9f, false, t_shared, w.t, w.eps);
+    {   /* shared timesteps take the grouped head (one condition row per token) */
+        float tt[B * 4 * 8];
+        CHECK((size_t)B * n <= sizeof tt / sizeof tt[0]);
+        CHECK(dd2_ardiff_t_per_token(w.t, (size_t)B * n, m, tt) == (int)t_shared);
+    }
     /* the teacher's answer at the noised points, as the score service computes it (GTS only) */
     float *xall = malloc((size_t)P * C * sizeof(float)), *muall = malloc((size_t)P * C * sizeof(float));
     int *rows = malloc((size_t)P * sizeof(int));
@@ -296,7 +319,7 @@ static void loss_fd_case(int input_map, int loss) {
         size_t best = ten->offset;
         for (size_t j = ten->offset; j < ten->offset + ten->numel; j++)
             if (fabsf(g[j]) > fabsf(g[best])) best = j;
-        const float save = fx.params[best], h = 1e-2f;
+        const float save = fx.params[best], h = 3e-3f;
         fx.params[best] = save + h;
         double lp = dd2_ardiff_loss(a, fx.params, NULL, 1, &w, mu_in, q, y, w.t, w.eps, B, m, scale);
         fx.params[best] = save - h;
@@ -308,9 +331,9 @@ static void loss_fd_case(int input_map, int loss) {
         CHECK_MSG(fabs(an) > 1e-4, "%s: gradient %g is too small to check", names[k], an);
         CHECK_MSG(err < 1e-2, "%s[%zu]: analytic %.6g, finite difference %.6g", names[k], best - ten->offset, an, fd);
     }
-    printf("  loss %s, input map %s: loss %.4f, worst relative error %.2e\n",
+    printf("  loss %s, input map %s%s: loss %.4f, worst relative error %.2e\n",
            loss == DD2_ARDIFF_LOSS_GTS ? "gts" : "diffusion", input_map == DD2_INPUT_MLP ? "mlp" : "linear",
-           L * scale, worst);
+           t_shared ? ", t shared (grouped head)" : "", L * scale, worst);
     /* head only: the backbone gradient stays untouched, the head's is bitwise the full one */
     float *h = malloc(numel * sizeof(float));
     memcpy(h, g0, numel * sizeof(float));
@@ -334,9 +357,11 @@ static void loss_fd_case(int input_map, int loss) {
     fixture_free(&fx);
 }
 
-TEST(loss_grad_fd_gts) { loss_fd_case(DD2_INPUT_LINEAR, DD2_ARDIFF_LOSS_GTS); }
-TEST(loss_grad_fd_gts_mlp_input) { loss_fd_case(DD2_INPUT_MLP, DD2_ARDIFF_LOSS_GTS); }
-TEST(loss_grad_fd_diffusion) { loss_fd_case(DD2_INPUT_LINEAR, DD2_ARDIFF_LOSS_DIFFUSION); }
+TEST(loss_grad_fd_gts) { loss_fd_case(DD2_INPUT_LINEAR, DD2_ARDIFF_LOSS_GTS, false); }
+TEST(loss_grad_fd_gts_mlp_input) { loss_fd_case(DD2_INPUT_MLP, DD2_ARDIFF_LOSS_GTS, false); }
+TEST(loss_grad_fd_diffusion) { loss_fd_case(DD2_INPUT_LINEAR, DD2_ARDIFF_LOSS_DIFFUSION, false); }
+/* the guidance loss's case with distill.t_shared: the grouped head under the same checks */
+TEST(loss_grad_fd_diffusion_t_shared) { loss_fd_case(DD2_INPUT_LINEAR, DD2_ARDIFF_LOSS_DIFFUSION, true); }
 
 /* The teacher's log-probabilities: chunked (one sequence per chunk) equals one pass; with CFG
  * the result is dd2_teacher_probs of the two teacher-forced passes; top-k drops give -inf. */
@@ -577,9 +602,11 @@ int main(int argc, char **argv) {
     RUN(diffusion_target);
     RUN(draws_rank_independent);
     RUN(draws_stratified);
+    RUN(draws_shared);
     RUN(loss_grad_fd_gts);
     RUN(loss_grad_fd_gts_mlp_input);
     RUN(loss_grad_fd_diffusion);
+    RUN(loss_grad_fd_diffusion_t_shared);
     RUN(teacher_logp_chunks);
     RUN(euler_point_mass);
     RUN(sample_constant_head);

@@ -183,12 +183,18 @@ static double maxabs(const double *x, size_t n) {
 }
 
 /* Run the float generator loss in `mode` (normaliser `omega`) and check it against the double
- * reference. */
-static void check_mode(int mode, float alpha, int omega) {
+ * reference (a plain per-point head). t_shared: every token's M draws take draw 0's timestep, so
+ * the loss runs ψ's head grouped (distill.t_shared). */
+static void check_mode(int mode, float alpha, int omega, int t_shared) {
     tiny tc;
     if (tiny_init(&tc, 5)) {
         CHECK_MSG(0, "tiny setup failed");
         return;
+    }
+    if (t_shared) {
+        for (int p = 0; p < B * N * M; p++) tc.t[p] = tc.t[p - p % M];
+        float tt[B * N];
+        CHECK(dd2_ardiff_t_per_token(tc.t, B * N, M, tt) == 1);
     }
     dd2_status st;
     dd2_status_clear(&st);
@@ -255,9 +261,9 @@ static void check_mode(int mode, float alpha, int omega) {
         }
     for (int k = 0; k < B * N * C; k++) err = fmax(err, fabs(num[k] - ana[k]));
     const double rel = err / maxabs(num, B * N * C);
-    printf("  %s alpha %.1f omega per %s: gradient vs finite differences rel %.2e (max |grad| %.3g); loss %.9g vs "
+    printf("  %s alpha %.1f omega per %s%s: gradient vs finite differences rel %.2e (max |grad| %.3g); loss %.9g vs "
            "%.9g\n", mode == DD2_CSD_GRAD_SID ? "sid" : "dmd", alpha, omega == DD2_CSD_OMEGA_POINT ? "point" : omega == DD2_CSD_OMEGA_POSITION ? "position" : "sequence",
-           rel, maxabs(num, B * N * C), loss, ref_total);
+           t_shared ? ", t shared (grouped head)" : "", rel, maxabs(num, B * N * C), loss, ref_total);
     CHECK_MSG(rel <= TOL_GRAD, "rel %.3g", rel);
     CHECK_MSG(fabs(loss - ref_total) <= 1e-5 * fmax(1.0, fabs(ref_total)), "loss %.9g vs %.9g", loss, ref_total);
     CHECK_NEAR(stats.loss, loss, 0);
@@ -268,14 +274,15 @@ static void check_mode(int mode, float alpha, int omega) {
     tiny_free(&tc);
 }
 
-TEST(sid_gradient_alpha1) { check_mode(DD2_CSD_GRAD_SID, 1.0f, DD2_CSD_OMEGA_SEQUENCE); }
-TEST(sid_gradient_alpha06) { check_mode(DD2_CSD_GRAD_SID, 0.6f, DD2_CSD_OMEGA_SEQUENCE); }
-TEST(dmd_gradient_alpha1) { check_mode(DD2_CSD_GRAD_DMD, 1.0f, DD2_CSD_OMEGA_SEQUENCE); }
-TEST(dmd_gradient_alpha06) { check_mode(DD2_CSD_GRAD_DMD, 0.6f, DD2_CSD_OMEGA_SEQUENCE); }
-TEST(sid_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POSITION); }
-TEST(dmd_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POSITION); }
-TEST(sid_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POINT); }
-TEST(dmd_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POINT); }
+TEST(sid_gradient_alpha1) { check_mode(DD2_CSD_GRAD_SID, 1.0f, DD2_CSD_OMEGA_SEQUENCE, 0); }
+TEST(sid_gradient_alpha06) { check_mode(DD2_CSD_GRAD_SID, 0.6f, DD2_CSD_OMEGA_SEQUENCE, 0); }
+TEST(dmd_gradient_alpha1) { check_mode(DD2_CSD_GRAD_DMD, 1.0f, DD2_CSD_OMEGA_SEQUENCE, 0); }
+TEST(dmd_gradient_alpha06) { check_mode(DD2_CSD_GRAD_DMD, 0.6f, DD2_CSD_OMEGA_SEQUENCE, 0); }
+TEST(sid_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POSITION, 0); }
+TEST(dmd_gradient_omega_per_position) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POSITION, 0); }
+TEST(sid_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POINT, 0); }
+TEST(dmd_gradient_omega_per_point) { check_mode(DD2_CSD_GRAD_DMD, 1.3f, DD2_CSD_OMEGA_POINT, 0); }
+TEST(sid_gradient_t_shared) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_POSITION, 1); }
 
 /* sid − scale·Σ_j (1−t)·gx == dmd; and the Jacobian terms are not negligible here. */
 static void check_decomposition(float alpha) {
@@ -526,7 +533,7 @@ TEST(noise_and_classes_independent_of_split) {
     CHECK(in_range);
     /* the draws of a training slot use other streams than its generator noise */
     float t[N * M], e2[N * M * C];
-    dd2_ardiff_draw(7, DD2_CSD_DRAW_SLOT + 40, 1, N, M, C, 0.02f, 0.98f, false, t, e2);
+    dd2_ardiff_draw(7, DD2_CSD_DRAW_SLOT + 40, 1, N, M, C, 0.02f, 0.98f, false, false, t, e2);
     CHECK(memcmp(e2, a, C * sizeof(float)) != 0);
 }
 
@@ -616,6 +623,7 @@ int main(int argc, char **argv) {
     RUN(dmd_gradient_omega_per_position);
     RUN(sid_gradient_omega_per_point);
     RUN(dmd_gradient_omega_per_point);
+    RUN(sid_gradient_t_shared);
     RUN(dmd_is_sid_without_jacobians_alpha1);
     RUN(dmd_is_sid_without_jacobians_alpha06);
     RUN(guidance_loss_hand_computed);

@@ -381,6 +381,79 @@ TEST(mlp_head) {
     run_case(&c);
 }
 
+/* The grouped head (one condition row per `group` points: distill.t_shared) equals the plain
+ * head on the rows repeated, in double to 1e-12 (so the plain head's gradient check above covers
+ * it): v, parameter gradients, dx_t, and dc summed over each group; and with only dx_t requested
+ * (the CSD generator loss's backward). The float version against the double one. */
+TEST(mlp_head_grouped) {
+    dd2_status st;
+    dd2_status_clear(&st);
+    net_case c;
+    memset(&c, 0, sizeof c);
+    dd2_mlp_head_dims m = {.C = 3, .d = 5, .W = 6, .depth = 2};
+    enum { G = 3, Q = 3, P = G * Q };
+    dd2_ptable_init(&c.tab);
+    CHECK_OK(dd2_mlp_head_register(&c.hd, &m, NULL, &c.tab, &st), &st);
+    gc_seed(0x5eed2000u);
+    const size_t np = c.tab.numel;
+    double *p = calloc(np, sizeof *p), *g1 = calloc(np, sizeof *g1), *g2 = calloc(np, sizeof *g2);
+    double x[P * 3], tq[Q], cq[Q * 5], tr[P], cr[P * 5], dv[P * 3], v1[P * 3], v2[P * 3];
+    double dx1[P * 3] = {0}, dx2[P * 3] = {0}, dx3[P * 3] = {0}, dc1[P * 5] = {0}, dc2[Q * 5] = {0};
+    random_params(&c, p);
+    for (int k = 0; k < P * 3; k++) x[k] = unif(-1.5, 1.5), dv[k] = unif(-1, 1);
+    for (int q = 0; q < Q; q++) {
+        tq[q] = unif(0.05, 0.95);
+        for (int k = 0; k < 5; k++) cq[q * 5 + k] = unif(-1, 1);
+    }
+    for (int r = 0; r < P; r++) {
+        tr[r] = tq[r / G];
+        memcpy(cr + r * 5, cq + (r / G) * 5, 5 * sizeof(double));
+    }
+    dd2_mlp_head_acts_f64 a1, a2;
+    CHECK_OK(dd2_mlp_head_acts_alloc_f64(&a1, &c.hd, P, &st), &st);
+    CHECK_OK(dd2_mlp_head_acts_alloc_f64(&a2, &c.hd, P + 2, &st), &st); /* capacity above P */
+    dd2_mlp_head_forward_f64(&c.hd, p, &a1, x, tr, cr, P, v1);
+    dd2_mlp_head_forward_grouped_f64(&c.hd, p, &a2, x, tq, cq, P, G, v2);
+    double e = 0;
+    for (int k = 0; k < P * 3; k++) e = fmax(e, fabs(v1[k] - v2[k]));
+    CHECK_MSG(e < 1e-12, "grouped forward differs by %g", e);
+    dd2_mlp_head_backward_f64(&c.hd, p, g1, &a1, dv, dx1, dc1, P);
+    dd2_mlp_head_backward_grouped_f64(&c.hd, p, g2, &a2, dv, dx2, dc2, P, G);
+    double eg = 0, ex = 0, ec = 0, scale = 0;
+    for (size_t k = 0; k < np; k++) eg = fmax(eg, fabs(g1[k] - g2[k])), scale = fmax(scale, fabs(g1[k]));
+    for (int k = 0; k < P * 3; k++) ex = fmax(ex, fabs(dx1[k] - dx2[k]));
+    for (int q = 0; q < Q; q++)
+        for (int k = 0; k < 5; k++) {
+            double sum = 0;
+            for (int j = 0; j < G; j++) sum += dc1[(q * G + j) * 5 + k];
+            ec = fmax(ec, fabs(sum - dc2[q * 5 + k]));
+        }
+    CHECK_MSG(scale > 1e-3 && eg < 1e-12 && ex < 1e-12 && ec < 1e-12,
+              "grouped backward differs: params %g (scale %g), dx %g, dc %g", eg, scale, ex, ec);
+    dd2_mlp_head_backward_grouped_f64(&c.hd, p, NULL, &a2, dv, dx3, NULL, P, G); /* dx_t only */
+    ex = 0;
+    for (int k = 0; k < P * 3; k++) ex = fmax(ex, fabs(dx1[k] - dx3[k]));
+    CHECK_MSG(ex < 1e-12, "grouped dx-only backward differs by %g", ex);
+    /* float against double */
+    float *pf = malloc(np * sizeof *pf), *gf = calloc(np, sizeof *gf);
+    float xf[P * 3], tf[Q], cf[Q * 5], dvf[P * 3], vf[P * 3], dxf[P * 3] = {0}, dcf[Q * 5] = {0};
+    for (size_t k = 0; k < np; k++) pf[k] = (float)p[k];
+    for (int k = 0; k < P * 3; k++) xf[k] = (float)x[k], dvf[k] = (float)dv[k];
+    for (int k = 0; k < Q; k++) tf[k] = (float)tq[k];
+    for (int k = 0; k < Q * 5; k++) cf[k] = (float)cq[k];
+    dd2_mlp_head_acts af;
+    CHECK_OK(dd2_mlp_head_acts_alloc(&af, &c.hd, P, &st), &st);
+    dd2_mlp_head_forward_grouped(&c.hd, pf, &af, xf, tf, cf, P, G, vf);
+    dd2_mlp_head_backward_grouped(&c.hd, pf, gf, &af, dvf, dxf, dcf, P, G);
+    double r32 = fmax(fmax(rel32(vf, v2, P * 3), rel32(gf, g2, np)), fmax(rel32(dxf, dx2, P * 3), rel32(dcf, dc2, Q * 5)));
+    CHECK_MSG(r32 < TOL_32, "grouped float vs double: %g", r32);
+    dd2_mlp_head_acts_free(&af);
+    dd2_mlp_head_acts_free_f64(&a1);
+    dd2_mlp_head_acts_free_f64(&a2);
+    free(p), free(g1), free(g2), free(pf), free(gf);
+    dd2_ptable_free(&c.tab);
+}
+
 /* Registration: names, shapes, order, init rules and the dims checks. */
 TEST(register_names_and_errors) {
     dd2_status st;
@@ -438,5 +511,6 @@ int main(int argc, char **argv) {
     RUN(backbone_linear_rope1d_split13);
     RUN(teacher_ce);
     RUN(mlp_head);
+    RUN(mlp_head_grouped);
     return test_summary();
 }
