@@ -186,7 +186,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.t_min", distill.t_min, 0, 1, OPEN_BOTH, "0.02", "smallest timestep drawn"),
     K_FLOAT("distill.t_max", distill.t_max, 0, 1, OPEN_MIN, "0.98", "largest timestep drawn"),
     K_BOOL("distill.t_stratified", distill.t_stratified, "false", "stratified timesteps: draw j of a position's m in [t_min + (t_max - t_min) j/m, ... (j+1)/m)"),
-    K_BOOL("distill.t_shared", distill.t_shared, "false", "one timestep per token for its m noise draws: the MLP head's condition path then runs once per token (about 2-3x fewer head FLOPs at m = 8-16; docs/distill.md)"),
+    K_BOOL("distill.t_shared", distill.t_shared, "false", "one timestep per token for its m noise draws: the MLP head's condition path then runs once per token (guidance update 1.7x faster at m = 8, but the training is worse: docs/distill.md)"),
     K_INT("distill.eval_every", distill.eval_every, 0, IMAX, "500", "FID of the EMA generator every N generator updates (0: off)"),
     K_INT("distill.eval_n", distill.eval_n, 1, IMAX, "2000", "samples for that periodic FID"),
 
