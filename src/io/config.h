@@ -184,6 +184,7 @@ typedef struct dd2_config {
         double t_max;
         bool t_stratified; /* draw j of m at a position in stratum j of [t_min, t_max) */
         bool t_shared;     /* a token's m draws share one timestep (grouped head) */
+        int omega_draws;   /* extra draws per token for ω per position only */
         int m_guid;        /* draws per token in the guidance loss; 0: m */
         int eval_every;    /* 0: off */
         int eval_n;

@@ -167,6 +167,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_ENUM("distill.csd.omega", distill.csd.omega, csd_omega_names, "sequence", "SiD's normaliser 1 / mean |q - a|: over each sequence (method.md), each position, or each point (one t, as SiD's per image)"),
     K_INT("distill.k", distill.k, 1, 1000, "2", "guidance updates per generator update (K)"),
     K_INT("distill.m", distill.m, 1, 1024, "2", "noise draws per token (m)"),
+    K_INT("distill.omega_draws", distill.omega_draws, 0, 1024, "0", "extra noise draws per token used only for the per-position normaliser omega (csd.omega: position): the teacher's x0-prediction at m + omega_draws points per token, no network"),
     K_INT("distill.m_guid", distill.m_guid, 0, 1024, "0", "noise draws per token in the guidance loss (0: distill.m); the generator loss always uses distill.m"),
     K_INT("distill.steps", distill.steps, 0, IMAX, "2000", "generator updates"),
     K_INT("distill.batch", distill.batch, 1, 1048576, "64", "global batch size (sequences)"),
@@ -227,6 +228,9 @@ static int top_k_within_codes(const dd2_config *c) { return c->sample.top_k <= c
 static int ardiff_t_ordered(const dd2_config *c) { return c->ardiff.t_min < c->ardiff.t_max; }
 static int distill_t_ordered(const dd2_config *c) { return c->distill.t_min < c->distill.t_max; }
 static int distill_t_one_mode(const dd2_config *c) { return !(c->distill.t_stratified && c->distill.t_shared); }
+static int distill_omega_draws_position(const dd2_config *c) {
+    return c->distill.omega_draws == 0 || c->distill.csd.omega == DD2_CSD_OMEGA_POSITION;
+}
 
 const dd2_cfg_rule dd2_cfg_rules[] = {
     {"model.d_model", "model.n_heads", "to be a multiple of", heads_divide_width},
@@ -235,5 +239,6 @@ const dd2_cfg_rule dd2_cfg_rules[] = {
     {"ardiff.t_min", "ardiff.t_max", "to be less than", ardiff_t_ordered},
     {"distill.t_min", "distill.t_max", "to be less than", distill_t_ordered},
     {"distill.t_stratified", "distill.t_shared", "not to be true together with", distill_t_one_mode},
+    {"distill.omega_draws", "distill.csd.omega", "to be 0 unless 'position' is the value of", distill_omega_draws_position},
 };
 const size_t dd2_cfg_rules_len = sizeof dd2_cfg_rules / sizeof dd2_cfg_rules[0];

@@ -95,10 +95,19 @@ static float csd_omega(double mean_absdiff) {
     return (float)(1.0 / (mean_absdiff > DD2_CSD_OMEGA_FLOOR ? mean_absdiff : DD2_CSD_OMEGA_FLOOR));
 }
 
+void dd2_csd_omega_positions(const float *q, const float *a, int B, int n, int M, int C, float *omega) {
+    for (size_t r = 0; r < (size_t)B * n; r++) {
+        double s = 0.0; /* the loss's summation order: draws, then components */
+        for (size_t p = r * M; p < (r + 1) * M; p++)
+            for (int c = 0; c < C; c++) s += fabs((double)q[r * C + c] - a[p * C + c]);
+        omega[r] = csd_omega(s / ((double)M * C));
+    }
+}
+
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,
                               const float *a_all, const float *cov, const float *q, const int *y, const float *t,
-                              const float *x_t, int B, int m, const dd2_csd_opts *o, float scale, float *dq,
-                              dd2_csd_stats *stats) {
+                              const float *x_t, int B, int m, const dd2_csd_opts *o, const float *omega_in,
+                              float scale, float *dq, dd2_csd_stats *stats) {
     const int n = psi->n, C = psi->C, d = psi->d;
     const size_t P = (size_t)B * n * m;
     const int sid = o->grad == DD2_CSD_GRAD_SID;
@@ -139,7 +148,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
                 }
             }
             if (o->omega == DD2_CSD_OMEGA_POSITION) {
-                const float om = csd_omega(s_pos / ((double)m * C));
+                const float om = omega_in ? omega_in[r] : csd_omega(s_pos / ((double)m * C));
                 for (size_t p = r * m; p < (r + 1) * m; p++) w->omega[p] = om;
                 om_seq += (double)om * m;
             }

@@ -66,6 +66,8 @@ void dd2_csd_classes(uint64_t seed, uint64_t first_slot, int B, int n, int K, in
  * called with first_slot = DD2_CSD_DRAW_SLOT + s, so the draws never share a stream with the
  * generator noise of any slot (both use DD2_RNG_NOISE with a position-like step). */
 #define DD2_CSD_DRAW_SLOT ((uint64_t)1 << 40)
+/* The same for the extra draws of distill.omega_draws (ω only): slots DD2_CSD_OMEGA_SLOT + s. */
+#define DD2_CSD_OMEGA_SLOT ((uint64_t)3 << 39)
 
 /* ---- the generator ---------------------------------------------------------------------------
  * w: a Ψ work struct (dd2_ardiff_work_alloc(w, G, Bcap, 1)): the generator uses its backbone and
@@ -129,13 +131,22 @@ typedef struct dd2_csd_stats {
  * t | q_<i) and, for sid, cov [P,C,C] its posterior covariance (NULL for dmd).
  * psi/pparams: the guidance network (read only); pw: its work (dd2_ardiff_work_alloc(pw, psi,
  * Bcap, m); backbone and head activations, f and cond are overwritten). w: dd2_csd_work (sid
- * must be set for the sid mode).
+ * must be set for the sid mode). omega_in [B·n] (NULL: computed from the m draws as above):
+ * with DD2_CSD_OMEGA_POSITION, position (b,i)'s ω is taken from it (dd2_csd_omega_positions over
+ * more draws); ignored in the other modes.
  * Outputs: dq [B,n,C] = scale · (the gradient of Σ_p ℓ_p into q of the chosen mode), written
  * with =; *stats (may be NULL) = the sums above. Returns Σ_p ℓ_p (not scaled). */
 double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_ardiff_work *pw, dd2_csd_work *w,
                               const float *a, const float *cov, const float *q, const int *y, const float *t,
-                              const float *x_t, int B, int m, const dd2_csd_opts *o, float scale, float *dq,
-                              dd2_csd_stats *stats);
+                              const float *x_t, int B, int m, const dd2_csd_opts *o, const float *omega_in,
+                              float scale, float *dq, dd2_csd_stats *stats);
+
+/* ω per position from M draws per token: omega [B·n] = 1 / max(mean over the M·C elements of
+ * position (b,i) of |q_i − a|, DD2_CSD_OMEGA_FLOOR), q [B,n,C], a [B·n·M, C] (the teacher's
+ * x0-predictions, Ψ's point layout). With M = m and the loss's own a, exactly the ω that
+ * DD2_CSD_OMEGA_POSITION computes; the trainer passes M = m + distill.omega_draws (extra draws
+ * that only steady the normaliser) as the loss's omega_in. */
+void dd2_csd_omega_positions(const float *q, const float *a, int B, int n, int M, int C, float *omega);
 
 /* The position weight w_i for position i of n. */
 static inline float dd2_csd_pos_weight(const dd2_csd_opts *o, int i, int n) {

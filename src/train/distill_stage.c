@@ -90,6 +90,12 @@ typedef struct trainer {
     uint8_t *gmask, *pmask;      /* weight-decay masks of G and ψ */
     float *eps, *q, *dq;         /* [bl,n,C] */
     float *gdraw;                /* [bl·n·m, C] the generator batch's draws ε' */
+    /* distill.omega_draws = mo > 0: the request carries m + mo draws per token, the extra mo only
+     * for ω per position; the loss reads the first m of each token, gathered here (else NULL) */
+    float *o_t, *o_eps, *o_x;    /* [bl·n·mo], [bl·n·mo, C] x2: the extra draws and their points */
+    float *l_t, *l_x, *l_mu, *l_cov; /* [P], [P,C], [P,C], [P,C,C] the loss's draws (P = bl·n·m) */
+    float *omega_tok;            /* [bl·n] ω per position over the m + mo draws */
+    int mo;
     int *y;                      /* [bl] */
     float *ode_q, *ode_e;        /* init: ode-pairs: the pairs [N,n,C] (kept during CSD when
                                     distill.ode.reg_weight > 0), NULL otherwise */
@@ -126,7 +132,8 @@ static void trainer_free(trainer *tr) {
     dd2_featnet_free(&tr->featnet);
     dd2_fid_stats_free(&tr->ref);
     float *bufs[] = {tr->tparams, tr->gp, tr->gg, tr->gm, tr->gv, tr->gema, tr->pp, tr->pg, tr->pm, tr->pv,
-                     tr->eps, tr->q, tr->dq, tr->gdraw, tr->ode_q, tr->ode_e};
+                     tr->eps, tr->q, tr->dq, tr->gdraw, tr->ode_q, tr->ode_e, tr->o_t, tr->o_eps,
+                     tr->o_x, tr->l_t, tr->l_x, tr->l_mu, tr->l_cov, tr->omega_tok};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(tr->gmask);
     free(tr->pmask);
@@ -234,6 +241,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     tr->B = cfg->distill.batch;
     tr->m = cfg->distill.m;
     tr->mg = dd2_distill_guid_draws(cfg);
+    tr->mo = cfg->distill.omega_draws;
     tr->K = cfg->distill.k;
     if (tr->B < R)
         return DD2_FAIL(st, DD2_ERR_INPUT, "distill.batch = %d is smaller than the number of learners (%d)", tr->B, R);
@@ -267,6 +275,19 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     if (!tr->gp || !tr->gema || !tr->pp || !tr->gg || !tr->gm || !tr->gv || !tr->pg || !tr->pm || !tr->pv ||
         !tr->gmask || !tr->pmask || !tr->eps || !tr->q || !tr->dq || !tr->gdraw || !tr->y)
         return DD2_ERR_RUNTIME;
+    if (tr->mo > 0) {
+        const size_t P = (size_t)bl * n * tr->m, Po = (size_t)bl * n * tr->mo;
+        tr->o_t = DD2_MALLOC(Po * sizeof(float), st);
+        tr->o_eps = DD2_MALLOC(Po * C * sizeof(float), st);
+        tr->o_x = DD2_MALLOC(Po * C * sizeof(float), st);
+        tr->l_t = DD2_MALLOC(P * sizeof(float), st);
+        tr->l_x = DD2_MALLOC(P * C * sizeof(float), st);
+        tr->l_mu = DD2_MALLOC(P * C * sizeof(float), st);
+        tr->l_cov = DD2_MALLOC(P * C * C * sizeof(float), st);
+        tr->omega_tok = DD2_MALLOC((size_t)bl * n * sizeof(float), st);
+        if (!tr->o_t || !tr->o_eps || !tr->o_x || !tr->l_t || !tr->l_x || !tr->l_mu || !tr->l_cov || !tr->omega_tok)
+            return DD2_ERR_RUNTIME;
+    }
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw, &tr->gnet, bl, 1, st));
     DD2_TRY(dd2_ardiff_work_alloc(&tr->gw2, &tr->gnet, bl, 1, st));
     DD2_TRY(dd2_ardiff_work_alloc(&tr->pw, &tr->pnet, bl, tr->m, st));
@@ -304,6 +325,17 @@ static void draw_batch(trainer *tr, int64_t g, int m, float *eps, int *y, float 
     dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
     dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, m, C, (float)cfg->distill.t_min,
                     (float)cfg->distill.t_max, cfg->distill.t_stratified, cfg->distill.t_shared, t, epsd);
+}
+
+/* The mo extra draws per position of distill.omega_draws, t [bl·n·mo], eps [bl·n·mo, C], for
+ * this rank's slice of global batch number g: dd2_ardiff_draw's rule on slots
+ * DD2_CSD_OMEGA_SLOT + s, streams no other draw uses (the loss's m draws stay as without them). */
+static void omega_extra_draws(trainer *tr, int64_t g, float *t, float *eps) {
+    const dd2_config *cfg = tr->cfg;
+    const uint64_t slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
+    dd2_ardiff_draw((uint64_t)cfg->run.seed, DD2_CSD_OMEGA_SLOT + slot0, tr->bl, tr->td.n, tr->mo, tr->td.cb.dim,
+                    (float)cfg->distill.t_min, (float)cfg->distill.t_max, cfg->distill.t_stratified,
+                    cfg->distill.t_shared, t, eps);
 }
 
 /* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */
@@ -366,11 +398,25 @@ static int guidance_step(trainer *tr, double *loss, double *gnorm, int *skipped,
 static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     const double t0 = dd2_now();
     const int n = tr->td.n, C = tr->td.cb.dim, sid = tr->cfg->distill.csd.grad == DD2_CSD_GRAD_SID;
-    DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, sid ? DD2_SCORE_WANT_COV : 0, tr->bl, n, C, tr->m, 0, st));
+    const int m = tr->m, mo = tr->mo;
+    DD2_TRY(dd2_score_msg_begin(&tr->req, DD2_SCORE_REQ, sid ? DD2_SCORE_WANT_COV : 0, tr->bl, n, C, m + mo, 0, st));
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
-    draw_batch(tr, g, tr->m, tr->eps, r.y, r.t, tr->gdraw);
+    draw_batch(tr, g, m, tr->eps, r.y, mo ? tr->l_t : r.t, tr->gdraw);
     dd2_csd_generator_forward(&tr->gnet, tr->gp, &tr->gw, tr->eps, r.y, tr->bl, r.q);
-    dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, tr->m, C, r.x);
+    if (!mo) {
+        dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, m, C, r.x);
+    } else { /* token by token: its m loss draws, then its mo extra draws (own streams) */
+        omega_extra_draws(tr, g, tr->o_t, tr->o_eps);
+        dd2_ardiff_noised_points(r.q, tr->l_t, tr->gdraw, tr->bl, n, m, C, tr->l_x);
+        dd2_ardiff_noised_points(r.q, tr->o_t, tr->o_eps, tr->bl, n, mo, C, tr->o_x);
+        for (size_t k = 0; k < (size_t)tr->bl * n; k++) {
+            const size_t d0 = k * (size_t)(m + mo);
+            memcpy(r.t + d0, tr->l_t + k * m, (size_t)m * sizeof(float));
+            memcpy(r.t + d0 + m, tr->o_t + k * mo, (size_t)mo * sizeof(float));
+            memcpy(r.x + d0 * C, tr->l_x + k * m * C, (size_t)m * C * sizeof(float));
+            memcpy(r.x + (d0 + m) * C, tr->o_x + k * mo * C, (size_t)mo * C * sizeof(float));
+        }
+    }
     DD2_TRY(dd2_score_link_post(&tr->link, &tr->req, st));
     tr->sec_gen += dd2_now() - t0;
     return DD2_OK;
@@ -389,8 +435,19 @@ static int generator_finish(trainer *tr, double out[4], double *gnorm, int *skip
     const dd2_score_req_view r = dd2_score_req_of(&tr->req);
     const dd2_score_rep_view a = dd2_score_rep_of(rep);
     dd2_csd_stats s;
-    dd2_csd_generator_loss(&tr->pnet, tr->pp, &tr->pw, &tr->cw, a.mu, a.cov, r.q, r.y, r.t, r.x, tr->bl, tr->m,
-                           &tr->opts, (float)(1.0 / points), tr->dq, &s);
+    const float *mu = a.mu, *cov = a.cov, *lt = r.t, *lx = r.x, *omega_in = NULL;
+    if (tr->mo) { /* ω over all m + mo draws; the loss's m draws gathered */
+        const int n = tr->td.n, C = tr->td.cb.dim, m = tr->m, mt = m + tr->mo;
+        dd2_csd_omega_positions(r.q, a.mu, tr->bl, n, mt, C, tr->omega_tok);
+        for (size_t k = 0; k < (size_t)tr->bl * n; k++) {
+            memcpy(tr->l_mu + k * m * C, a.mu + k * mt * C, (size_t)m * C * sizeof(float));
+            if (a.cov)
+                memcpy(tr->l_cov + k * m * C * C, a.cov + k * mt * C * C, (size_t)m * C * C * sizeof(float));
+        }
+        mu = tr->l_mu, cov = a.cov ? tr->l_cov : NULL, lt = tr->l_t, lx = tr->l_x, omega_in = tr->omega_tok;
+    }
+    dd2_csd_generator_loss(&tr->pnet, tr->pp, &tr->pw, &tr->cw, mu, cov, r.q, r.y, lt, lx, tr->bl, tr->m,
+                           &tr->opts, omega_in, (float)(1.0 / points), tr->dq, &s);
     memset(tr->gg, 0, numel * sizeof(float));
     dd2_csd_generator_backward(&tr->gnet, tr->gp, tr->gg, &tr->gw, tr->dq, tr->bl);
     dd2_fault_poison("distill", (long)tr->c[C_GEN_STEP], tr->gg);
@@ -691,14 +748,17 @@ static int run_training(trainer *tr, const char *dir, dd2_status *st) {
         if (!found) DD2_TRY(ode_regression(tr, st));
         if (!reg) ode_pairs_free(tr);
     }
+    char omega_note[64] = "";
+    if (tr->mo) snprintf(omega_note, sizeof omega_note, "; omega over %d + %d extra draws", tr->m, tr->mo);
     dd2_info0("distill: G %.2fM parameters (%d layers, head depth %d), guidance %.2fM (%d layers, head depth %d), "
               "init %s, csd.grad %s (alpha %g, omega per %s), %ld generator updates x %d guidance updates, global batch %d x %d "
-              "draws (guidance: %d; t %s) over %d learner%s%s",
+              "draws (guidance: %d; t %s%s) over %d learner%s%s",
               (double)numel / 1e6, tr->gnet.bb.dims.L, tr->gnet.head.dims.depth, (double)tr->pnet.tab.numel / 1e6,
               tr->pnet.bb.dims.L, tr->pnet.head.dims.depth, init_name(cfg->distill.init),
               cfg->distill.csd.grad == DD2_CSD_GRAD_SID ? "sid" : "dmd", cfg->distill.csd.alpha,
               omega_name(cfg->distill.csd.omega), tr->steps, tr->K,
               tr->B, tr->m, tr->mg, cfg->distill.t_shared ? "shared per token" : cfg->distill.t_stratified ? "stratified" : "per draw",
+              omega_note,
               tr->size, tr->size == 1 ? "" : "s",
               tr->align_on ? " (with performance alignment)" : "");
     const int eval_every = cfg->distill.eval_every;

@@ -32,7 +32,7 @@ expect_contains ardiff_worker_served "ardiff: teacher-score worker:"
 expect_exit ardiff_worker_bitwise 0 "$H5CMP" "$tmp/ard2/ardiff/ardiff.h5" "$tmp/ard3/ardiff/ardiff.h5" params 0
 echo "  $out"
 
-for r in np2t0 np2t1 np2t1seq np3t1 np4t2 np3t2 sid1 sid2 resume1 resume3; do cp -r "$tmp/base" "$tmp/$r"; done
+for r in np2t0 np2t1 np2t1seq np3t1 np4t2 np3t2 sid1 sid2 od1 od2 resume1 resume3; do cp -r "$tmp/base" "$tmp/$r"; done
 
 expect_exit base_np1 0 run base 1 0 distill
 expect_exit np2_t1 0 run np2t1 2 1 distill
@@ -55,6 +55,11 @@ h5same np3_t2_matches_np1 np3t2 1e-4
 expect_exit sid_colocated 0 run sid1 1 0 distill --set distill.csd.grad=sid
 expect_exit sid_worker 0 run sid2 2 1 distill --set distill.csd.grad=sid
 expect_exit sid_worker_matches 0 "$H5CMP" "$tmp/sid1/$f" "$tmp/sid2/$f" params 1e-4
+# distill.omega_draws: the extra draws travel in the same request (m + mo per token)
+od=(--set distill.csd.grad=sid --set distill.csd.omega=position --set distill.omega_draws=3)
+expect_exit omega_draws_colocated 0 run od1 1 0 distill "${od[@]}"
+expect_exit omega_draws_worker 0 run od2 2 1 distill "${od[@]}"
+expect_exit omega_draws_worker_matches 0 "$H5CMP" "$tmp/od1/$f" "$tmp/od2/$f" params 1e-4
 
 # a checkpoint of 2 learners (step 3 of np3t1) resumes with 1 learner and with 3
 for r in resume1 resume3; do

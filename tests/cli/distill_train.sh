@@ -141,6 +141,21 @@ cp -r "$tmp/r1" "$tmp/tbad"; rm -rf "$tmp/tbad/distill"
 expect_exit t_shared_stratified_refused 2 run tbad 1 distill "$cfg" --set distill.t_stratified=true --set distill.t_shared=true
 expect_contains t_shared_stratified_named "distill.t_stratified = true and distill.t_shared = true conflict"
 [ ! -e "$tmp/tbad/distill" ] && pass t_shared_stratified_nothing_written || fail t_shared_stratified_nothing_written "$(ls "$tmp/tbad")"
+# distill.omega_draws (extra draws per token only for ω per position): logged, changes the
+# training against the same run without them, resumes bitwise; refused unless csd.omega is position
+opos=(--set distill.csd.omega=position --set distill.csd.grad=sid)
+for r in opos od; do cp -r "$tmp/r1" "$tmp/$r"; rm -rf "$tmp/$r/distill"; done
+expect_exit omega_position_run 0 run opos 2 distill "$cfg" "${opos[@]}"
+expect_exit omega_draws_run 0 run od 2 distill "$cfg" "${opos[@]}" --set distill.omega_draws=3
+expect_contains omega_draws_logged "omega over 2 + 3 extra draws"
+expect_exit omega_draws_changes_training 1 "$H5CMP" "$tmp/od/$f" "$tmp/opos/$f" params 0
+cp -r "$tmp/od" "$tmp/odr"
+rm -rf "$tmp/odr/distill/step_00000006" "$tmp/odr/$f"
+echo step_00000003 >"$tmp/odr/distill/LATEST"
+expect_exit omega_draws_resume 0 run odr 2 distill "$cfg" "${opos[@]}" --set distill.omega_draws=3
+h5same omega_draws_resume_bitwise "$tmp/od/$f" "$tmp/odr/$f" 0
+expect_exit omega_draws_needs_position 2 run odbad 1 distill "$cfg" --set distill.omega_draws=3
+expect_contains omega_draws_needs_position_named "distill.omega_draws = 3 and distill.csd.omega = sequence conflict"
 
 # a generator with 1 more backbone block and 1 more head block than Ψ (grown from Ψ as the same
 # function): trains, resumes bitwise, samples with the same config; without the extras `dd2 sample`

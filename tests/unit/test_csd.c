@@ -93,18 +93,45 @@ static void tiny_free(tiny *tc) {
     free(tc->params64);
 }
 
+/* tiny_init(seed) with ψ's work and the loss's work for B sequences, M draws, sid buffers; 1 when
+ * the setup failed (reported as a failed check). */
+static int tiny_with_work(tiny *tc, uint64_t seed, dd2_ardiff_work *pw, dd2_csd_work *cw) {
+    if (tiny_init(tc, seed)) {
+        CHECK_MSG(0, "tiny setup failed");
+        return 1;
+    }
+    dd2_status st;
+    dd2_status_clear(&st);
+    int rc = dd2_ardiff_work_alloc(pw, &tc->net, B, M, &st);
+    if (rc == DD2_OK) rc = dd2_csd_work_alloc(cw, B, N, C, M, 1, &st);
+    CHECK_MSG(rc == DD2_OK, "work: %s", st.msg);
+    return rc != DD2_OK;
+}
+
+static void tiny_with_work_free(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw) {
+    dd2_csd_work_free(cw);
+    dd2_ardiff_work_free(pw);
+    tiny_free(tc);
+}
+
 /* The loss through the teacher's answer as the score service computes it: x_t, then μ and the
  * covariance from the mixture at row b·n + i. */
-static double csd_loss(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw, const dd2_csd_opts *o, float scale,
-                       float *dq, dd2_csd_stats *stats) {
+static double csd_loss_omega(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw, const dd2_csd_opts *o,
+                             const float *omega_in, float scale, float *dq, dd2_csd_stats *stats, float *a_out) {
     enum { P = B * N * M };
     static float xt[P * C], a[P * C], cov[P * C * C];
     int row[P];
     for (int p = 0; p < P; p++) row[p] = p / M;
     dd2_ardiff_noised_points(tc->q, tc->t, tc->eps, B, N, M, C, xt);
     dd2_mixture_posterior(&tc->mx, tc->logp, row, xt, tc->t, P, a, cov);
+    if (a_out) memcpy(a_out, a, sizeof a);
     return dd2_csd_generator_loss(&tc->net, tc->params, pw, cw, a, o->grad == DD2_CSD_GRAD_SID ? cov : NULL, tc->q,
-                                  tc->y, tc->t, xt, B, M, o, scale, dq, stats);
+                                  tc->y, tc->t, xt, B, M, o, omega_in, scale, dq, stats);
+}
+
+static double csd_loss(tiny *tc, dd2_ardiff_work *pw, dd2_csd_work *cw, const dd2_csd_opts *o, float scale,
+                       float *dq, dd2_csd_stats *stats) {
+    return csd_loss_omega(tc, pw, cw, o, NULL, scale, dq, stats, NULL);
 }
 
 /* ---- the double reference --------------------------------------------------------------------- */
@@ -180,6 +207,38 @@ static double maxabs(const double *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
     return m;
+}
+
+/* ω per position given from outside (distill.omega_draws): dd2_csd_omega_positions over the
+ * loss's own m draws reproduces the loss's ω bitwise (same loss, same gradient); another ω is
+ * used as given, position by position; the other modes ignore it. */
+TEST(omega_in_positions) {
+    tiny tc;
+    dd2_ardiff_work pw;
+    dd2_csd_work cw;
+    if (tiny_with_work(&tc, 9, &pw, &cw)) return;
+    const dd2_csd_opts o = {DD2_CSD_GRAD_SID, 1.3f, 1.0f, 1.0f, DD2_CSD_OMEGA_POSITION};
+    static float a[B * N * M * C];
+    float dq0[B * N * C], dq1[B * N * C], dq2[B * N * C], om[B * N], om0[B * N * M];
+    const double l0 = csd_loss_omega(&tc, &pw, &cw, &o, NULL, 0.5f, dq0, NULL, a);
+    memcpy(om0, cw.omega, sizeof om0);
+    dd2_csd_omega_positions(tc.q, a, B, N, M, C, om);
+    int same = 1;
+    for (int p = 0; p < B * N * M; p++) same &= om[p / M] == om0[p];
+    CHECK(same);
+    const double l1 = csd_loss_omega(&tc, &pw, &cw, &o, om, 0.5f, dq1, NULL, NULL);
+    CHECK(l1 == l0 && memcmp(dq0, dq1, sizeof dq0) == 0);
+    for (int r = 0; r < B * N; r++) om[r] *= 1.0f + 0.25f * (float)(r % 3);
+    const double l2 = csd_loss_omega(&tc, &pw, &cw, &o, om, 0.5f, dq2, NULL, NULL);
+    same = 1;
+    for (int p = 0; p < B * N * M; p++) same &= cw.omega[p] == om[p / M];
+    CHECK(same);
+    CHECK(l2 != l0 && memcmp(dq0, dq2, sizeof dq0) != 0);
+    const dd2_csd_opts os = {DD2_CSD_GRAD_SID, 1.3f, 1.0f, 1.0f, DD2_CSD_OMEGA_SEQUENCE};
+    const double ls0 = csd_loss_omega(&tc, &pw, &cw, &os, NULL, 0.5f, dq0, NULL, NULL);
+    const double ls1 = csd_loss_omega(&tc, &pw, &cw, &os, om, 0.5f, dq1, NULL, NULL);
+    CHECK(ls0 == ls1 && memcmp(dq0, dq1, sizeof dq0) == 0);
+    tiny_with_work_free(&tc, &pw, &cw);
 }
 
 /* Run the float generator loss in `mode` (normaliser `omega`) and check it against the double
@@ -287,16 +346,9 @@ TEST(sid_gradient_t_shared) { check_mode(DD2_CSD_GRAD_SID, 1.3f, DD2_CSD_OMEGA_P
 /* sid − scale·Σ_j (1−t)·gx == dmd; and the Jacobian terms are not negligible here. */
 static void check_decomposition(float alpha) {
     tiny tc;
-    if (tiny_init(&tc, 9)) {
-        CHECK_MSG(0, "tiny setup failed");
-        return;
-    }
-    dd2_status st;
-    dd2_status_clear(&st);
     dd2_ardiff_work pw;
     dd2_csd_work cw;
-    CHECK_OK(dd2_ardiff_work_alloc(&pw, &tc.net, B, M, &st), &st);
-    CHECK_OK(dd2_csd_work_alloc(&cw, B, N, C, M, 1, &st), &st);
+    if (tiny_with_work(&tc, 9, &pw, &cw)) return;
     const float scale = 1.0f / (B * N * M);
     float dq_sid[B * N * C], dq_dmd[B * N * C];
     dd2_csd_opts o = {DD2_CSD_GRAD_SID, alpha, 1.0f, 1.0f, DD2_CSD_OMEGA_SEQUENCE};
@@ -322,9 +374,7 @@ static void check_decomposition(float alpha) {
     CHECK_MSG(diff <= 1e-5 * ref, "%.3g vs %.3g", diff, ref);
     CHECK_MSG(jac > 1e-3 * ref, "the Jacobian terms vanish (%.3g): the check would be vacuous", jac);
     CHECK_NEAR(l_sid, l_dmd, 0);
-    dd2_csd_work_free(&cw);
-    dd2_ardiff_work_free(&pw);
-    tiny_free(&tc);
+    tiny_with_work_free(&tc, &pw, &cw);
 }
 
 TEST(dmd_is_sid_without_jacobians_alpha1) { check_decomposition(1.0f); }
@@ -624,6 +674,7 @@ int main(int argc, char **argv) {
     RUN(sid_gradient_omega_per_point);
     RUN(dmd_gradient_omega_per_point);
     RUN(sid_gradient_t_shared);
+    RUN(omega_in_positions);
     RUN(dmd_is_sid_without_jacobians_alpha1);
     RUN(dmd_is_sid_without_jacobians_alpha06);
     RUN(guidance_loss_hand_computed);
