@@ -167,7 +167,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_ENUM("distill.csd.omega", distill.csd.omega, csd_omega_names, "sequence", "SiD's normaliser 1 / mean |q - a|: over each sequence (method.md), each position, or each point (one t, as SiD's per image)"),
     K_INT("distill.k", distill.k, 1, 1000, "2", "guidance updates per generator update (K)"),
     K_INT("distill.m", distill.m, 1, 1024, "2", "noise draws per token (m)"),
-    K_INT("distill.omega_draws", distill.omega_draws, 0, 1024, "0", "extra noise draws per token used only for the per-position normaliser omega (csd.omega: position): the teacher's x0-prediction at m + omega_draws points per token, no network"),
+    K_INT("distill.omega_draws", distill.omega_draws, 0, 1024, "0", "extra noise draws per token used only for the per-position normaliser omega (csd.omega: position): the teacher's x0-prediction at m + omega_draws points per token, no network (measured: no gain at m = 8, docs/distill.md)"),
     K_INT("distill.m_guid", distill.m_guid, 0, 1024, "0", "noise draws per token in the guidance loss (0: distill.m); the generator loss always uses distill.m"),
     K_INT("distill.steps", distill.steps, 0, IMAX, "2000", "generator updates"),
     K_INT("distill.batch", distill.batch, 1, 1048576, "64", "global batch size (sequences)"),
