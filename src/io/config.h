@@ -169,6 +169,7 @@ typedef struct dd2_config {
         double gen_warmup_from;
         int gen_schedule;  /* enum dd2_cfg_schedule */
         double ema_decay;
+        int ema_ramp;      /* progressive EMA: (it+1)/(it+ema_ramp) */
         struct {
             double start;
             double end;

@@ -52,8 +52,8 @@ double dd2_lr_at(const dd2_lr_schedule *s, long step) {
     return s->lr + (s->min_lr - s->lr) * frac; /* DD2_LR_LINEAR */
 }
 
-double dd2_ema_rate(double decay, long it) {
-    double progressive = (double)(it + 1) / (double)(it + 10);
+double dd2_ema_rate(double decay, long it, int ramp) {
+    double progressive = (double)(it + 1) / (double)(it + ramp);
     return progressive < decay ? progressive : decay;
 }
 

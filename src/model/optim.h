@@ -46,8 +46,12 @@ typedef struct dd2_lr_schedule {
 /* Learning rate at 0-based step `step`. Pure function of (schedule, step): resume needs no state. */
 double dd2_lr_at(const dd2_lr_schedule *s, long step);
 
-/* Progressive EMA rate min(decay, (it+1)/(it+10)) for 0-based iteration `it`. */
-double dd2_ema_rate(double decay, long it);
+/* Progressive EMA rate min(decay, (it+1)/(it+ramp)) for 0-based iteration `it`, ramp ≥ 2 (10 in
+ * the config's default): while decay does not bind, the EMA after T updates is the mean of the
+ * iterates s = 0..T−1 weighted ∝ (s+2)(s+3)…(s+ramp−1) ~ s^(ramp−2) — ramp 2 is the plain
+ * running mean, 10 about EDM2's power EMA with γ = 8 (centre of mass 0.9 T, spread 0.09 T), and
+ * a smaller ramp averages over more of the run. */
+double dd2_ema_rate(double decay, long it, int ramp);
 
 /* ema = r * ema + (1 - r) * params */
 void dd2_ema_update(float *ema, const float *params, size_t n, double rate);

@@ -466,7 +466,7 @@ static int generator_finish(trainer *tr, double out[4], double *gnorm, int *skip
     apply_update(tr, &tr->gnet, tr->gp, tr->gg, tr->gm, tr->gv, out[0] + reg_w * out[3],
                  (float)dd2_lr_at(&tr->gen_sched, it),
                  &tr->c[C_GEN_UPDATES], &tr->c[C_GEN_SKIPPED], &tr->c[C_GEN_BAD_RUN], gnorm, skipped);
-    if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it));
+    if (!*skipped) dd2_ema_update(tr->gema, tr->gp, numel, dd2_ema_rate(cfg->distill.ema_decay, it, cfg->distill.ema_ramp));
     tr->c[C_GEN_STEP]++;
     tr->c[C_BATCHES]++;
     tr->sec_gen += dd2_now() - t0;

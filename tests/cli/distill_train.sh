@@ -141,6 +141,14 @@ cp -r "$tmp/r1" "$tmp/tbad"; rm -rf "$tmp/tbad/distill"
 expect_exit t_shared_stratified_refused 2 run tbad 1 distill "$cfg" --set distill.t_stratified=true --set distill.t_shared=true
 expect_contains t_shared_stratified_named "distill.t_stratified = true and distill.t_shared = true conflict"
 [ ! -e "$tmp/tbad/distill" ] && pass t_shared_stratified_nothing_written || fail t_shared_stratified_nothing_written "$(ls "$tmp/tbad")"
+# distill.ema_ramp: a longer average changes the EMA generator (the training itself is unchanged:
+# the EMA never feeds back; the rate's values are test_optim's)
+cp -r "$tmp/r1" "$tmp/ema"; rm -rf "$tmp/ema/distill"
+expect_exit ema_ramp_run 0 run ema 2 distill "$cfg" --set distill.ema_ramp=3
+expect_exit ema_ramp_changes_ema 1 "$H5CMP" "$tmp/ema/$f" "$tmp/r2/$f" params 0
+a=$(metric "$tmp/r2/metrics.jsonl" 6 | sed 's/.*"gen_loss": \([0-9.e+-]*\).*/\1/')
+b=$(metric "$tmp/ema/metrics.jsonl" 6 | sed 's/.*"gen_loss": \([0-9.e+-]*\).*/\1/')
+[ -n "$a" ] && [ "$a" = "$b" ] && pass ema_ramp_same_training || fail ema_ramp_same_training "generator loss at 6: '$a' vs '$b'"
 # distill.omega_draws (extra draws per token only for ω per position): logged, changes the
 # training against the same run without them, resumes bitwise; refused unless csd.omega is position
 opos=(--set distill.csd.omega=position --set distill.csd.grad=sid)

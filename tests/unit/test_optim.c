@@ -85,9 +85,10 @@ TEST(lr_schedules) {
 }
 
 TEST(ema) {
-    CHECK_NEAR(dd2_ema_rate(0.9999, 0), 0.1, 1e-15);
-    CHECK_NEAR(dd2_ema_rate(0.9999, 90), 91.0 / 100.0, 1e-15);
-    CHECK_NEAR(dd2_ema_rate(0.99, 100000), 0.99, 1e-15);
+    CHECK_NEAR(dd2_ema_rate(0.9999, 0, 10), 0.1, 1e-15);
+    CHECK_NEAR(dd2_ema_rate(0.9999, 90, 10), 91.0 / 100.0, 1e-15);
+    CHECK_NEAR(dd2_ema_rate(0.99, 100000, 10), 0.99, 1e-15);
+    CHECK_NEAR(dd2_ema_rate(0.9999, 97, 3), 98.0 / 100.0, 1e-15);
     float e[2] = {1.0f, 0.0f}, p[2] = {0.0f, 1.0f};
     dd2_ema_update(e, p, 2, 0.75);
     CHECK_NEAR(e[0], 0.75, 1e-7);
