@@ -248,35 +248,29 @@ int dd2_ardiff_t_per_token(const float *t, size_t R, int m, float *t_tok) {
     return 1;
 }
 
-double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
-                       const float *mu, const float *q, const int *y, const float *t, const float *eps, int B, int m,
-                       float scale) {
-    const int n = a->n, C = a->C;
-    const size_t d = (size_t)a->d, R = (size_t)B * n, P = R * (size_t)m;
-    dd2_backbone_forward(&a->bb, params, &w->bacts, q, y, B, w->f);
-    for (size_t p = 0; p < P; p++) w->row[p] = (int)(p / (size_t)m);
-    /* grouped: one head condition row per token (its draws share t), the features used as they are */
-    const int grouped = dd2_ardiff_t_per_token(t, R, m, w->t_tok);
-    if (!grouped)
-        for (size_t p = 0; p < P; p++) memcpy(w->cond + p * d, w->f + (p / (size_t)m) * d, d * sizeof(float));
-    dd2_ardiff_noised_points(q, t, eps, B, n, m, C, w->x_t);
-    targets_from_mu(mu, w->row, q, eps, w->x_t, t, P, C, w->vstar);
-    if (grouped)
-        dd2_mlp_head_forward_grouped(&a->head, params, &w->hacts, w->x_t, w->t_tok, w->f, (int)P, m, w->v);
-    else
-        dd2_mlp_head_forward(&a->head, params, &w->hacts, w->x_t, t, w->cond, (int)P, w->v);
-    const double sum = dd2_ardiff_mse(w->v, w->vstar, P, C, scale, grads ? w->dv : NULL);
-    if (!grads) return sum;
-    if (!train_backbone) {
-        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, w->dv, NULL, NULL, (int)P, grouped ? m : 1);
-        return sum;
+int dd2_ardiff_head_forward(const dd2_ardiff *a, const float *params, dd2_ardiff_work *w, const float *x_t,
+                            const float *t, int B, int m, float *v) {
+    const size_t d = (size_t)a->d, R = (size_t)B * a->n, P = R * (size_t)m;
+    if (dd2_ardiff_t_per_token(t, R, m, w->t_tok)) {
+        dd2_mlp_head_forward_grouped(&a->head, params, &w->hacts, x_t, w->t_tok, w->f, (int)P, m, v);
+        return m;
     }
-    if (grouped) {
+    for (size_t p = 0; p < P; p++) memcpy(w->cond + p * d, w->f + (p / (size_t)m) * d, d * sizeof(float));
+    dd2_mlp_head_forward(&a->head, params, &w->hacts, x_t, t, w->cond, (int)P, v);
+    return 1;
+}
+
+void dd2_ardiff_head_backward(const dd2_ardiff *a, const float *params, float *grads, dd2_ardiff_work *w,
+                              const float *dv, float *dx_t, int want_df, int B, int m, int group) {
+    const size_t d = (size_t)a->d, R = (size_t)B * a->n, P = R * (size_t)m;
+    if (!want_df) {
+        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, dv, dx_t, NULL, (int)P, group);
+    } else if (group > 1) { /* one condition row per token: its gradient is the feature's */
         memset(w->df, 0, R * d * sizeof(float));
-        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, w->dv, NULL, w->df, (int)P, m);
+        dd2_mlp_head_backward_grouped(&a->head, params, grads, &w->hacts, dv, dx_t, w->df, (int)P, group);
     } else {
         memset(w->dc, 0, P * d * sizeof(float));
-        dd2_mlp_head_backward(&a->head, params, grads, &w->hacts, w->dv, NULL, w->dc, (int)P);
+        dd2_mlp_head_backward(&a->head, params, grads, &w->hacts, dv, dx_t, w->dc, (int)P);
         for (size_t r = 0; r < R; r++) {
             float *df = w->df + r * d;
             memcpy(df, w->dc + r * m * d, d * sizeof(float));
@@ -286,7 +280,22 @@ double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, i
             }
         }
     }
-    dd2_backbone_backward(&a->bb, params, grads, &w->bacts, w->df, NULL, B);
+}
+
+double dd2_ardiff_loss(const dd2_ardiff *a, const float *params, float *grads, int train_backbone, dd2_ardiff_work *w,
+                       const float *mu, const float *q, const int *y, const float *t, const float *eps, int B, int m,
+                       float scale) {
+    const int n = a->n, C = a->C;
+    const size_t R = (size_t)B * n, P = R * (size_t)m;
+    dd2_backbone_forward(&a->bb, params, &w->bacts, q, y, B, w->f);
+    for (size_t p = 0; p < P; p++) w->row[p] = (int)(p / (size_t)m);
+    dd2_ardiff_noised_points(q, t, eps, B, n, m, C, w->x_t);
+    targets_from_mu(mu, w->row, q, eps, w->x_t, t, P, C, w->vstar);
+    const int group = dd2_ardiff_head_forward(a, params, w, w->x_t, t, B, m, w->v);
+    const double sum = dd2_ardiff_mse(w->v, w->vstar, P, C, scale, grads ? w->dv : NULL);
+    if (!grads) return sum;
+    dd2_ardiff_head_backward(a, params, grads, w, w->dv, NULL, train_backbone, B, m, group);
+    if (train_backbone) dd2_backbone_backward(&a->bb, params, grads, &w->bacts, w->df, NULL, B);
     return sum;
 }
 

@@ -101,7 +101,7 @@ void dd2_ardiff_draw(uint64_t seed, uint64_t first_slot, int B, int n, int m, in
                      bool stratified, bool shared, float *t, float *eps);
 
 /* 1 when m ≥ 2 and each of the R tokens' m draws t [R·m] share one timestep; then t_tok [R] = those
- * timesteps. The losses below check this and then run the head grouped
+ * timesteps. dd2_ardiff_head_forward (so both losses) checks this and then runs the head grouped
  * (dd2_mlp_head_forward_grouped, group m: equal in exact arithmetic, about 2-3x fewer FLOPs). */
 int dd2_ardiff_t_per_token(const float *t, size_t R, int m, float *t_tok);
 
@@ -138,6 +138,18 @@ typedef struct dd2_ardiff_work {
 } dd2_ardiff_work;
 
 int dd2_ardiff_work_alloc(dd2_ardiff_work *w, const dd2_ardiff *a, int B, int m, dd2_status *st);
+
+/* The head on the P = B·n·m points of B sequences whose backbone features are in w->f [B·n, d]:
+ * v [P,C] = head(x_t [P,C], t [P], the feature of each point's token). When every token's m draws
+ * share t (dd2_ardiff_t_per_token) the head runs grouped on w->f and w->t_tok; otherwise the
+ * features are replicated into w->cond. Returns the group (m or 1) for the backward. */
+int dd2_ardiff_head_forward(const dd2_ardiff *a, const float *params, dd2_ardiff_work *w, const float *x_t,
+                            const float *t, int B, int m, float *v);
+
+/* Backward of that forward (same B, m, group): grads += (NULL: none), dx_t [P,C] += (NULL: none);
+ * want_df: w->df [B·n, d] = the gradient into the features, summed over each token's draws. */
+void dd2_ardiff_head_backward(const dd2_ardiff *a, const float *params, float *grads, dd2_ardiff_work *w,
+                              const float *dv, float *dx_t, int want_df, int B, int m, int group);
 void dd2_ardiff_work_free(dd2_ardiff_work *w);
 
 /* The Ψ loss of B sequences: q [B,n,C] clean continuous tokens (code vectors), y [B] classes,

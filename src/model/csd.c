@@ -108,22 +108,14 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
                               const float *a_all, const float *cov, const float *q, const int *y, const float *t,
                               const float *x_t, int B, int m, const dd2_csd_opts *o, const float *omega_in,
                               float scale, float *dq, dd2_csd_stats *stats) {
-    const int n = psi->n, C = psi->C, d = psi->d;
+    const int n = psi->n, C = psi->C;
     const size_t P = (size_t)B * n * m;
     const int sid = o->grad == DD2_CSD_GRAD_SID;
     const double alpha = o->alpha;
 
     /* guidance x0-prediction: backbone on the detached prefix, head on every point */
     dd2_backbone_forward(&psi->bb, pparams, &pw->bacts, q, y, B, pw->f);
-    /* a token's draws share t (distill.t_shared): the head's condition path once per token */
-    const int group = dd2_ardiff_t_per_token(t, (size_t)B * n, m, pw->t_tok) ? m : 1;
-    if (group > 1) {
-        dd2_mlp_head_forward_grouped(&psi->head, pparams, &pw->hacts, x_t, pw->t_tok, pw->f, (int)P, group, w->v);
-    } else {
-        for (size_t p = 0; p < P; p++)
-            memcpy(pw->cond + p * d, pw->f + (p / (size_t)m) * d, (size_t)d * sizeof(float));
-        dd2_mlp_head_forward(&psi->head, pparams, &pw->hacts, x_t, t, pw->cond, (int)P, w->v);
-    }
+    const int group = dd2_ardiff_head_forward(psi, pparams, pw, x_t, t, B, m, w->v);
     for (size_t p = 0; p < P; p++)
         for (int c = 0; c < C; c++) w->bp[p * C + c] = x_t[p * C + c] - t[p] * w->v[p * C + c];
 
@@ -195,7 +187,7 @@ double dd2_csd_generator_loss(const dd2_ardiff *psi, const float *pparams, dd2_a
         dd2_mixture_jt_apply(cov, t, w->gA, P, C, w->gx);
         for (size_t p = 0; p < P; p++)
             for (int c = 0; c < C; c++) w->gB[p * C + c] *= -t[p]; /* the head's dv */
-        dd2_mlp_head_backward_grouped(&psi->head, pparams, NULL, &pw->hacts, w->gB, w->gx, NULL, (int)P, group);
+        dd2_ardiff_head_backward(psi, pparams, NULL, pw, w->gB, w->gx, 0, B, m, group);
         for (size_t p = 0; p < P; p++) {
             const size_t r = p / (size_t)m;
             const float f = scale * (1.0f - t[p]);

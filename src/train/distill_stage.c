@@ -315,6 +315,17 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     return DD2_OK;
 }
 
+/* The per-point draws t [bl·n·m], eps [bl·n·m, C] (m per position) of this rank's slice of global
+ * batch number g, from the slots slot_base + s (DD2_CSD_DRAW_SLOT for the losses' draws,
+ * DD2_CSD_OMEGA_SLOT for distill.omega_draws' extra ones: streams no other draw uses). */
+static void point_draws(trainer *tr, int64_t g, uint64_t slot_base, int m, float *t, float *eps) {
+    const dd2_config *cfg = tr->cfg;
+    const uint64_t slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
+    dd2_ardiff_draw((uint64_t)cfg->run.seed, slot_base + slot0, tr->bl, tr->td.n, m, tr->td.cb.dim,
+                    (float)cfg->distill.t_min, (float)cfg->distill.t_max, cfg->distill.t_stratified,
+                    cfg->distill.t_shared, t, eps);
+}
+
 /* Noise eps [bl,n,C], classes y [bl] and per-point draws t [bl·n·m], epsd [bl·n·m, C] (m draws per
  * position) of this rank's slice of global batch number g. */
 static void draw_batch(trainer *tr, int64_t g, int m, float *eps, int *y, float *t, float *epsd) {
@@ -323,19 +334,7 @@ static void draw_batch(trainer *tr, int64_t g, int m, float *eps, int *y, float 
     const int n = tr->td.n, C = tr->td.cb.dim;
     dd2_csd_noise(seed, slot0, tr->bl, n, C, eps);
     dd2_csd_classes(seed, slot0, tr->bl, n, cfg->data.n_classes, y);
-    dd2_ardiff_draw(seed, DD2_CSD_DRAW_SLOT + slot0, tr->bl, n, m, C, (float)cfg->distill.t_min,
-                    (float)cfg->distill.t_max, cfg->distill.t_stratified, cfg->distill.t_shared, t, epsd);
-}
-
-/* The mo extra draws per position of distill.omega_draws, t [bl·n·mo], eps [bl·n·mo, C], for
- * this rank's slice of global batch number g: dd2_ardiff_draw's rule on slots
- * DD2_CSD_OMEGA_SLOT + s, streams no other draw uses (the loss's m draws stay as without them). */
-static void omega_extra_draws(trainer *tr, int64_t g, float *t, float *eps) {
-    const dd2_config *cfg = tr->cfg;
-    const uint64_t slot0 = (uint64_t)g * tr->B + (uint64_t)tr->lo;
-    dd2_ardiff_draw((uint64_t)cfg->run.seed, DD2_CSD_OMEGA_SLOT + slot0, tr->bl, tr->td.n, tr->mo, tr->td.cb.dim,
-                    (float)cfg->distill.t_min, (float)cfg->distill.t_max, cfg->distill.t_stratified,
-                    cfg->distill.t_shared, t, eps);
+    point_draws(tr, g, DD2_CSD_DRAW_SLOT, m, t, epsd);
 }
 
 /* Append `"name": value` to a JSON field list (", " between fields); null when not finite. */
@@ -406,7 +405,7 @@ static int generator_post(trainer *tr, int64_t g, dd2_status *st) {
     if (!mo) {
         dd2_ardiff_noised_points(r.q, r.t, tr->gdraw, tr->bl, n, m, C, r.x);
     } else { /* token by token: its m loss draws, then its mo extra draws (own streams) */
-        omega_extra_draws(tr, g, tr->o_t, tr->o_eps);
+        point_draws(tr, g, DD2_CSD_OMEGA_SLOT, mo, tr->o_t, tr->o_eps);
         dd2_ardiff_noised_points(r.q, tr->l_t, tr->gdraw, tr->bl, n, m, C, tr->l_x);
         dd2_ardiff_noised_points(r.q, tr->o_t, tr->o_eps, tr->bl, n, mo, C, tr->o_x);
         for (size_t k = 0; k < (size_t)tr->bl * n; k++) {
