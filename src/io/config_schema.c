@@ -52,7 +52,7 @@
 static const char *const vq_init_names[] = {[DD2_VQ_INIT_KMEANSPP] = "kmeans++", [DD2_VQ_INIT_RANDOM] = "random", NULL};
 static const char *const input_map_names[] = {[DD2_INPUT_MAP_LINEAR] = "linear", [DD2_INPUT_MAP_MLP] = "mlp", NULL};
 static const char *const rope_names[] = {[DD2_CFG_ROPE_2D] = "2d", [DD2_CFG_ROPE_1D] = "1d", NULL};
-static const char *const schedule_names[] = {[DD2_SCHEDULE_CONSTANT] = "constant", [DD2_SCHEDULE_COSINE] = "cosine", NULL};
+static const char *const schedule_names[] = {[DD2_SCHEDULE_CONSTANT] = "constant", [DD2_SCHEDULE_COSINE] = "cosine", [DD2_SCHEDULE_LINEAR] = "linear", NULL};
 static const char *const teacher_input_names[] = {[DD2_TEACHER_INPUT_CONTINUOUS] = "continuous",
                                                   [DD2_TEACHER_INPUT_QUANTIZED] = "quantized", NULL};
 static const char *const sample_model_names[] = {[DD2_SAMPLE_GENERATOR] = "generator", [DD2_SAMPLE_TEACHER] = "teacher",
@@ -112,7 +112,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("teacher.batch", teacher.batch, 1, 1048576, "128", "global batch size (sequences)"),
     K_FLOAT("teacher.lr", teacher.lr, 0, 1, OPEN_MIN, "3e-4", "peak learning rate"),
     K_INT("teacher.warmup", teacher.warmup, 0, IMAX, "100", "linear learning-rate warm-up steps"),
-    K_ENUM("teacher.schedule", teacher.schedule, schedule_names, "cosine", "learning rate after warm-up: constant or cosine decay to 0"),
+    K_ENUM("teacher.schedule", teacher.schedule, schedule_names, "cosine", "learning rate after warm-up: constant, or cosine or linear decay to 0"),
     K_FLOAT("teacher.weight_decay", teacher.weight_decay, 0, 10, 0, "0.05", "AdamW weight decay"),
     K_FLOAT("teacher.grad_clip", teacher.grad_clip, 0, NO_MAX, 0, "1", "gradient-norm clip (0: off)"),
     K_FLOAT("teacher.class_dropout", teacher.class_dropout, 0, 1, 0, "0.1", "probability of dropping the class (for classifier-free guidance)"),
@@ -175,7 +175,8 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_FLOAT("distill.lr_guid", distill.lr_guid, 0, 1, OPEN_MIN, "2e-4", "guidance network learning rate"),
     K_INT("distill.gen_warmup", distill.gen_warmup, 0, IMAX, "200", "generator updates of linear LR warm-up"),
     K_FLOAT("distill.gen_warmup_from", distill.gen_warmup_from, 0, 1, 0, "1e-6", "generator learning rate at the start of warm-up"),
-    K_ENUM("distill.gen_schedule", distill.gen_schedule, schedule_names, "constant", "generator learning rate after warm-up: constant or cosine decay to 0 at distill.steps"),
+    K_ENUM("distill.gen_schedule", distill.gen_schedule, schedule_names, "constant", "generator learning rate after warm-up: constant, or cosine or linear decay to 0 at distill.steps"),
+    K_INT("distill.gen_decay_steps", distill.gen_decay_steps, 0, IMAX, "0", "with gen_schedule cosine or linear: the decay runs over the last gen_decay_steps generator steps only, lr_gen constant before it (warmup-stable-decay); 0: from the end of the warm-up"),
     K_FLOAT("distill.ema_decay", distill.ema_decay, 0, 1, OPEN_MAX, "0.9999", "generator EMA decay (rate min(decay, (it+1)/(it+ema_ramp)))"),
     K_INT("distill.ema_ramp", distill.ema_ramp, 2, 1000000, "10", "progressive EMA: rate min(ema_decay, (it+1)/(it+ema_ramp)), iterate s weighted about s^(ema_ramp-2): smaller averages over more of the run"),
     K_FLOAT("distill.pos_weight.start", distill.pos_weight.start, 0, 1000, 0, "1", "loss weight of the first token (linear to pos_weight.end)"),
@@ -229,6 +230,9 @@ static int top_k_within_codes(const dd2_config *c) { return c->sample.top_k <= c
 static int ardiff_t_ordered(const dd2_config *c) { return c->ardiff.t_min < c->ardiff.t_max; }
 static int distill_t_ordered(const dd2_config *c) { return c->distill.t_min < c->distill.t_max; }
 static int distill_t_one_mode(const dd2_config *c) { return !(c->distill.t_stratified && c->distill.t_shared); }
+static int distill_decay_has_schedule(const dd2_config *c) {
+    return c->distill.gen_decay_steps == 0 || c->distill.gen_schedule != DD2_SCHEDULE_CONSTANT;
+}
 static int distill_omega_draws_position(const dd2_config *c) {
     return c->distill.omega_draws == 0 || c->distill.csd.omega == DD2_CSD_OMEGA_POSITION;
 }
@@ -241,5 +245,6 @@ const dd2_cfg_rule dd2_cfg_rules[] = {
     {"distill.t_min", "distill.t_max", "to be less than", distill_t_ordered},
     {"distill.t_stratified", "distill.t_shared", "not to be true together with", distill_t_one_mode},
     {"distill.omega_draws", "distill.csd.omega", "to be 0 unless 'position' is the value of", distill_omega_draws_position},
+    {"distill.gen_decay_steps", "distill.gen_schedule", "to be 0 when 'constant' is the value of", distill_decay_has_schedule},
 };
 const size_t dd2_cfg_rules_len = sizeof dd2_cfg_rules / sizeof dd2_cfg_rules[0];

@@ -243,7 +243,7 @@ int dd2_featnet_train(dd2_featnet *net, const dd2_featnet_data *data, const dd2_
         for (size_t i = 0; i < B; i++) dlosses[i] = 1.0f / (float)B;
     }
     const dd2_adam_cfg adam = {0.9f, 0.999f, 1e-8f, (float)opts->weight_decay};
-    dd2_lr_schedule sched = {DD2_LR_COSINE, opts->lr, opts->lr / 100.0, 0.0, total / 20, total};
+    dd2_lr_schedule sched = {DD2_LR_COSINE, opts->lr, opts->lr / 100.0, 0.0, total / 20, total, 0};
     dd2_progress prog;
     if (!opts->quiet) dd2_progress_begin(&prog, opts->label ? opts->label : "featnet", 0, total, 10.0);
     double epoch_loss = NAN;

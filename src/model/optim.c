@@ -44,9 +44,12 @@ double dd2_lr_at(const dd2_lr_schedule *s, long step) {
     if (step < s->warmup_steps)
         return s->warmup_start + (s->lr - s->warmup_start) * (double)step / (double)s->warmup_steps;
     if (s->kind == DD2_LR_CONSTANT) return s->lr;
-    long span = s->total_steps - s->warmup_steps;
+    long start = s->warmup_steps;
+    if (s->decay_steps > 0 && s->total_steps - s->decay_steps > start) start = s->total_steps - s->decay_steps;
+    if (step < start) return s->lr;
+    long span = s->total_steps - start;
     if (span <= 0) return s->lr;
-    double frac = (double)(step - s->warmup_steps) / (double)span;
+    double frac = (double)(step - start) / (double)span;
     if (frac > 1.0) frac = 1.0;
     if (s->kind == DD2_LR_COSINE) return s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(M_PI * frac));
     return s->lr + (s->min_lr - s->lr) * frac; /* DD2_LR_LINEAR */

@@ -41,6 +41,9 @@ typedef struct dd2_lr_schedule {
     double warmup_start; /* learning rate at step 0 of the warm-up (e.g. 1e-6; 0 for the usual ramp) */
     long warmup_steps; /* linear warm-up from warmup_start to lr over these steps */
     long total_steps;  /* length of the run (decay ends here) */
+    long decay_steps;  /* > 0: cosine / linear decay over the last decay_steps steps only, lr constant
+                        * from the end of warm-up until then (warmup-stable-decay); 0: decay from the
+                        * end of warm-up */
 } dd2_lr_schedule;
 
 /* Learning rate at 0-based step `step`. Pure function of (schedule, step): resume needs no state. */

@@ -183,7 +183,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     DD2_TRY_CTX(dd2_ardiff_copy_tensors(&tr->a.tab, tr->params, NULL, tr->a.bb.first, tr->a.bb.count, &tr->t.tab,
                                         tr->tparams, NULL, st),
                 st, "ardiff: initialising the backbone from the teacher");
-    tr->sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->ardiff.lr, 0.0, 0.0, cfg->ardiff.warmup, tr->steps};
+    tr->sched = (dd2_lr_schedule){DD2_LR_CONSTANT, cfg->ardiff.lr, 0.0, 0.0, cfg->ardiff.warmup, tr->steps, 0};
     tr->adam = (dd2_adam_cfg){(float)cfg->ardiff.betas.v[0], (float)cfg->ardiff.betas.v[1], 1e-8f,
                               (float)cfg->ardiff.weight_decay};
     return DD2_OK;

@@ -306,7 +306,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, const dd2_roles 
     }
     tr->gen_sched = (dd2_lr_schedule){dd2_train_lr_kind(cfg->distill.gen_schedule),
                                       cfg->distill.lr_gen, 0.0, cfg->distill.gen_warmup_from,
-                                      cfg->distill.gen_warmup, tr->steps};
+                                      cfg->distill.gen_warmup, tr->steps, cfg->distill.gen_decay_steps};
     tr->adam = (dd2_adam_cfg){(float)cfg->distill.betas.v[0], (float)cfg->distill.betas.v[1], 1e-8f,
                               (float)cfg->distill.weight_decay};
     tr->opts = (dd2_csd_opts){cfg->distill.csd.grad, (float)cfg->distill.csd.alpha,

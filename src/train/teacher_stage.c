@@ -100,7 +100,7 @@ static int trainer_setup(trainer *tr, const dd2_stage_ctx *ctx, dd2_status *st) 
     DD2_TRY(dd2_teacher_work_alloc(&tr->w, &tr->t, tr->hi - tr->lo, st));
     DD2_TRY(dd2_ptable_init_params(&tr->t.tab, tr->params, (uint64_t)cfg->run.seed, st));
     tr->sched = (dd2_lr_schedule){dd2_train_lr_kind(cfg->teacher.schedule),
-                                  cfg->teacher.lr, 0.0, 0.0, cfg->teacher.warmup, tr->steps};
+                                  cfg->teacher.lr, 0.0, 0.0, cfg->teacher.warmup, tr->steps, 0};
     tr->adam = (dd2_adam_cfg){(float)cfg->teacher.betas.v[0], (float)cfg->teacher.betas.v[1], 1e-8f,
                               (float)cfg->teacher.weight_decay};
     return DD2_OK;

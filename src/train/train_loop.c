@@ -14,7 +14,9 @@
 int dd2_train_log_every(const dd2_config *cfg) { return cfg->log.every > 0 ? cfg->log.every : 50; }
 
 int dd2_train_lr_kind(int cfg_schedule) {
-    return cfg_schedule == DD2_SCHEDULE_COSINE ? DD2_LR_COSINE : DD2_LR_CONSTANT;
+    return cfg_schedule == DD2_SCHEDULE_COSINE ? DD2_LR_COSINE
+         : cfg_schedule == DD2_SCHEDULE_LINEAR ? DD2_LR_LINEAR
+                                               : DD2_LR_CONSTANT;
 }
 
 void dd2_train_log_begin(dd2_train_log *lg, const dd2_stage_ctx *ctx, const char *stage, long start, long total,

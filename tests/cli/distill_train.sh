@@ -24,7 +24,7 @@ expect_exit vq 0 run r1 1 vq "$cfg"
 expect_exit teacher 0 run r1 1 teacher "$cfg"
 expect_exit teacher_sample 0 run r1 1 teacher-sample "$cfg"
 expect_exit ardiff 0 run r1 1 ardiff "$cfg"
-for r in r2 resume sid tinit cos; do cp -r "$tmp/r1" "$tmp/$r"; done
+for r in r2 resume sid tinit cos wsd; do cp -r "$tmp/r1" "$tmp/$r"; done
 
 # 1 and 2 ranks: the same training up to the order of floating-point sums
 f=distill/generator.h5
@@ -70,6 +70,17 @@ lr3=$(metric "$tmp/cos/metrics.jsonl" 3 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1
 lr6=$(metric "$tmp/cos/metrics.jsonl" 6 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1/')
 if awk -v a="$lr3" -v b="$lr6" 'BEGIN{r=b/a; e=(1+cos(0.75*3.14159265358979))/2; exit !(a>0 && r>e-1e-4 && r<e+1e-4)}'; then
   pass cosine_lr; else fail cosine_lr "lr_gen at steps 3 / 6: '$lr3' / '$lr6'"; fi
+# distill.gen_decay_steps (warmup-stable-decay): linear decay over the last 2 of 6 updates only, so
+# lr_gen at update 5 (logged at step 6) is half the lr at the end of the warm-up (without it: a quarter)
+expect_exit wsd_run 0 run wsd 1 distill "$cfg" --set distill.gen_schedule=linear --set distill.gen_warmup=2 \
+  --set distill.gen_decay_steps=2
+lr3=$(metric "$tmp/wsd/metrics.jsonl" 3 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1/')
+lr6=$(metric "$tmp/wsd/metrics.jsonl" 6 | sed 's/.*"lr_gen": \([0-9.e+-]*\).*/\1/')
+if awk -v a="$lr3" -v b="$lr6" 'BEGIN{r=b/a; exit !(a>0 && r>0.5-1e-4 && r<0.5+1e-4)}'; then
+  pass decay_steps_lr; else fail decay_steps_lr "lr_gen at steps 3 / 6: '$lr3' / '$lr6'"; fi
+expect_exit decay_steps_constant_refused 2 run wbad 1 distill "$cfg" --set distill.gen_decay_steps=2
+expect_contains decay_steps_constant_named "distill.gen_decay_steps = 2 and distill.gen_schedule = constant conflict"
+[ ! -e "$tmp/wbad/distill" ] && pass decay_steps_nothing_written || fail decay_steps_nothing_written "$(ls "$tmp/wbad")"
 
 # init: teacher (teacher backbone, fresh head); init: ode-pairs (regression on Ψ-ODE pairs first),
 # on 1 and 2 ranks (the pairs are sampled split over the ranks)

@@ -68,20 +68,39 @@ TEST(all_finite) {
 }
 
 TEST(lr_schedules) {
-    dd2_lr_schedule s = {DD2_LR_COSINE, 1e-3, 1e-5, 0.0, 10, 110};
+    dd2_lr_schedule s = {DD2_LR_COSINE, 1e-3, 1e-5, 0.0, 10, 110, 0};
     CHECK_NEAR(dd2_lr_at(&s, 0), 0.0, 1e-15);
     CHECK_NEAR(dd2_lr_at(&s, 5), 5e-4, 1e-15);
     CHECK_NEAR(dd2_lr_at(&s, 10), 1e-3, 1e-15);
     CHECK_NEAR(dd2_lr_at(&s, 60), 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-15);
     CHECK_NEAR(dd2_lr_at(&s, 110), 1e-5, 1e-15);
     CHECK_NEAR(dd2_lr_at(&s, 500), 1e-5, 1e-15);
-    dd2_lr_schedule w = {DD2_LR_CONSTANT, 2e-4, 0, 1e-6, 100, 1000};
+    dd2_lr_schedule w = {DD2_LR_CONSTANT, 2e-4, 0, 1e-6, 100, 1000, 0};
     CHECK_NEAR(dd2_lr_at(&w, 0), 1e-6, 1e-18);
     CHECK_NEAR(dd2_lr_at(&w, 50), 1e-6 + 0.5 * (2e-4 - 1e-6), 1e-15);
     CHECK_NEAR(dd2_lr_at(&w, 100), 2e-4, 1e-15);
     CHECK_NEAR(dd2_lr_at(&w, 999), 2e-4, 1e-15);
-    dd2_lr_schedule l = {DD2_LR_LINEAR, 1.0, 0.0, 0.0, 0, 10};
+    dd2_lr_schedule l = {DD2_LR_LINEAR, 1.0, 0.0, 0.0, 0, 10, 0};
     CHECK_NEAR(dd2_lr_at(&l, 5), 0.5, 1e-15);
+}
+
+/* warmup-stable-decay: warm-up, constant, then the decay over the last decay_steps steps only */
+TEST(lr_decay_steps) {
+    dd2_lr_schedule l = {DD2_LR_LINEAR, 1e-4, 0.0, 1e-6, 100, 1000, 400};
+    CHECK_NEAR(dd2_lr_at(&l, 50), 1e-6 + 0.5 * (1e-4 - 1e-6), 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 100), 1e-4, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 599), 1e-4, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 600), 1e-4, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 700), 0.75e-4, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 999), 0.0025e-4, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&l, 1000), 0.0, 1e-15);
+    dd2_lr_schedule c = {DD2_LR_COSINE, 1.0, 0.0, 0.0, 0, 10, 4};
+    CHECK_NEAR(dd2_lr_at(&c, 5), 1.0, 1e-15);
+    CHECK_NEAR(dd2_lr_at(&c, 8), 0.5, 1e-15);
+    /* a decay longer than the run after warm-up starts at the end of the warm-up, as 0 does */
+    dd2_lr_schedule a = {DD2_LR_LINEAR, 1.0, 0.0, 0.0, 2, 10, 50}, b = a;
+    b.decay_steps = 0;
+    for (long k = 0; k <= 10; k++) CHECK_NEAR(dd2_lr_at(&a, k), dd2_lr_at(&b, k), 0.0);
 }
 
 TEST(ema) {
@@ -103,6 +122,7 @@ int main(int argc, char **argv) {
     RUN(clip_scale);
     RUN(all_finite);
     RUN(lr_schedules);
+    RUN(lr_decay_steps);
     RUN(ema);
     return test_summary();
 }
