@@ -46,7 +46,7 @@ typedef struct dd2_float_list {
 enum dd2_vq_init { DD2_VQ_INIT_KMEANSPP, DD2_VQ_INIT_RANDOM };                 /* vq.init */
 enum dd2_input_map { DD2_INPUT_MAP_LINEAR, DD2_INPUT_MAP_MLP };               /* model.input_map */
 enum dd2_cfg_rope { DD2_CFG_ROPE_2D, DD2_CFG_ROPE_1D };                        /* model.rope */
-enum dd2_cfg_schedule { DD2_SCHEDULE_CONSTANT, DD2_SCHEDULE_COSINE, DD2_SCHEDULE_LINEAR }; /* teacher.schedule */
+enum dd2_cfg_schedule { DD2_SCHEDULE_CONSTANT, DD2_SCHEDULE_COSINE, DD2_SCHEDULE_LINEAR }; /* teacher.schedule, distill.gen_schedule */
 enum dd2_teacher_input { DD2_TEACHER_INPUT_CONTINUOUS, DD2_TEACHER_INPUT_QUANTIZED }; /* teacher.input */
 enum dd2_sample_model { DD2_SAMPLE_GENERATOR, DD2_SAMPLE_TEACHER, DD2_SAMPLE_ARDIFF }; /* sample.model */
 enum dd2_ardiff_loss { DD2_ARDIFF_LOSS_GTS, DD2_ARDIFF_LOSS_DIFFUSION };     /* ardiff.loss */
