@@ -55,6 +55,7 @@ enum dd2_csd_grad { DD2_CSD_GRAD_SID, DD2_CSD_GRAD_DMD };                    /* 
 enum dd2_csd_omega { DD2_CSD_OMEGA_SEQUENCE, DD2_CSD_OMEGA_POSITION, DD2_CSD_OMEGA_POINT }; /* distill.csd.omega */
 enum dd2_feature_net { DD2_FEATURE_NET_CLASSIFIER, DD2_FEATURE_NET_INCEPTION }; /* eval.features.net */
 enum dd2_resume { DD2_RESUME_AUTO, DD2_RESUME_NEVER };                        /* checkpoint.resume */
+enum dd2_matmul { DD2_MATMUL_F32, DD2_MATMUL_BF16 };                         /* distill.matmul */
 /* log.level holds DD2_LOG_QUIET / DD2_LOG_INFO / DD2_LOG_DEBUG from core/log.h */
 
 /* One section per pipeline concern; `dd2 config --schema` (or docs/config.md) documents each key. */
@@ -188,6 +189,7 @@ typedef struct dd2_config {
         bool t_shared;     /* a token's m draws share one timestep (grouped head) */
         int omega_draws;   /* extra draws per token for ω per position only */
         int m_guid;        /* draws per token in the guidance loss; 0: m */
+        int matmul;        /* enum dd2_matmul: the stage's network GEMMs */
         int eval_every;    /* 0: off */
         int eval_n;
     } distill;

@@ -51,6 +51,7 @@
 /* enum value names, indexed by the C enum constants of config.h */
 static const char *const vq_init_names[] = {[DD2_VQ_INIT_KMEANSPP] = "kmeans++", [DD2_VQ_INIT_RANDOM] = "random", NULL};
 static const char *const input_map_names[] = {[DD2_INPUT_MAP_LINEAR] = "linear", [DD2_INPUT_MAP_MLP] = "mlp", NULL};
+static const char *const matmul_names[] = {[DD2_MATMUL_F32] = "f32", [DD2_MATMUL_BF16] = "bf16", NULL};
 static const char *const rope_names[] = {[DD2_CFG_ROPE_2D] = "2d", [DD2_CFG_ROPE_1D] = "1d", NULL};
 static const char *const schedule_names[] = {[DD2_SCHEDULE_CONSTANT] = "constant", [DD2_SCHEDULE_COSINE] = "cosine", [DD2_SCHEDULE_LINEAR] = "linear", NULL};
 static const char *const teacher_input_names[] = {[DD2_TEACHER_INPUT_CONTINUOUS] = "continuous",
@@ -168,6 +169,7 @@ const dd2_cfg_key dd2_cfg_schema[] = {
     K_INT("distill.k", distill.k, 1, 1000, "2", "guidance updates per generator update (K)"),
     K_INT("distill.m", distill.m, 1, 1024, "2", "noise draws per token (m)"),
     K_INT("distill.omega_draws", distill.omega_draws, 0, 1024, "0", "extra noise draws per token used only for the per-position normaliser omega (csd.omega: position): the teacher's x0-prediction at m + omega_draws points per token, no network (measured: no gain at m = 8, docs/distill.md)"),
+    K_ENUM("distill.matmul", distill.matmul, matmul_names, "f32", "precision of the distill stage's network matrix products (ODE pairs, regression, CSD updates, its FID checks): f32, or bf16 (inputs rounded to bfloat16, fp32 sums, on Intel AMX; docs/model.md \"bf16 matmul\"); the rest of the math, and the other stages, stay f32"),
     K_INT("distill.m_guid", distill.m_guid, 0, 1024, "0", "noise draws per token in the guidance loss (0: distill.m); the generator loss always uses distill.m"),
     K_INT("distill.steps", distill.steps, 0, IMAX, "2000", "generator updates"),
     K_INT("distill.batch", distill.batch, 1, 1048576, "64", "global batch size (sequences)"),

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/backbone.h"
+#include "model/gemm_bf16.h"
 #include "model/teacher.h"
 #include "model/ops.h"
 #include "model/params.h"
@@ -90,6 +91,54 @@ static int bench_gemms(const dd2_config *cfg, double peak1, int threads, double 
     return rc;
 }
 
+/* The MLP head's GEMMs at a distill update's rows (distill.batch × n × m points), fp32 against
+ * bf16 (run.matmul) in the same run, one thread; skipped where the CPU has no bf16 path. */
+static int bench_head_bf16(const dd2_config *cfg, double seconds, dd2_status *st) {
+    if (!dd2_gemm_bf16_supported()) {
+        printf("\nhead GEMMs in bf16: skipped (no AMX-BF16 on this CPU or kernel)\n");
+        return DD2_OK;
+    }
+    const int W = cfg->head.width, g = cfg->data.image_size / cfg->vq.patch;
+    const size_t N = (size_t)cfg->distill.batch * (size_t)(g * g) * (size_t)cfg->distill.m;
+    const gemm_case cases[] = {
+        {"ada (W->3W)", N, W, 3 * W, 0}, {"fc (W->W)", N, W, W, 0},    {"time.w1 (256->W)", N, 256, W, 0},
+        {"ada bwd", N, W, 3 * W, 1},     {"fc bwd", N, W, W, 1},       {"time.w1 bwd", N, 256, W, 1},
+    };
+    const size_t max_in = N * (size_t)W, max_out = N * 3 * (size_t)W, max_w = 3 * (size_t)W * W;
+    float *inp = random_buffer(max_in > N * 256 ? max_in : N * 256, 1, st), *out = random_buffer(max_out, 2, st);
+    float *W_ = random_buffer(max_w, 3, st), *dinp = random_buffer(max_in > N * 256 ? max_in : N * 256, 4, st);
+    float *dW = random_buffer(max_w, 5, st);
+    int rc = (inp && out && W_ && dinp && dW) ? DD2_OK : DD2_ERR_RUNTIME;
+    const int was = dd2_gemm_bf16_enabled();
+    if (rc == DD2_OK) {
+        openblas_set_num_threads(1);
+        printf("\nhead GEMMs at a distill update's rows (batch %d x n %d x m %d = %zu), W = %d, 1 thread: f32 "
+               "(OpenBLAS) vs bf16 (AMX, run.matmul)\n",
+               cfg->distill.batch, g * g, cfg->distill.m, N, W);
+        printf("  %-18s %10s %10s %8s\n", "gemm", "f32 GF/s", "bf16 GF/s", "speed-up");
+        double t32_all = 0, t16_all = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0] && rc == DD2_OK; i++) {
+            const gemm_case *c = &cases[i];
+            double flops = 2.0 * (double)c->N * c->IC * c->OC * (c->kind ? 2 : 1), t[2];
+            for (int bf = 0; bf < 2 && rc == DD2_OK; bf++) {
+                rc = dd2_gemm_bf16_enable(bf, st);
+                t[bf] = time_gemm(c, out, inp, W_, dinp, dW, seconds);
+            }
+            t32_all += t[0], t16_all += t[1];
+            printf("  %-18s %10.1f %10.1f %7.2fx\n", c->name, flops / t[0] * 1e-9, flops / t[1] * 1e-9, t[0] / t[1]);
+        }
+        printf("  all six: %.2fx\n", t32_all / t16_all);
+    }
+    dd2_status ignore;
+    dd2_gemm_bf16_enable(was, &ignore);
+    free(inp);
+    free(out);
+    free(W_);
+    free(dinp);
+    free(dW);
+    return rc;
+}
+
 /* Backbone forward and forward+backward tokens/s at the config's model size and teacher batch. */
 static int bench_backbone(const dd2_config *cfg, int threads, double seconds, dd2_status *st) {
     const int g = cfg->data.image_size / cfg->vq.patch, C = cfg->vq.patch * cfg->vq.patch, B = cfg->teacher.batch;
@@ -164,5 +213,6 @@ int dd2_bench_ops(const dd2_config *cfg, double seconds, dd2_status *st) {
            dd2_blas_corename(), peak1, isa);
     for (int threads = 1; threads <= 2; threads++) DD2_TRY(bench_gemms(cfg, peak1, threads, seconds, st));
     for (int threads = 1; threads <= 2; threads++) DD2_TRY(bench_backbone(cfg, threads, seconds, st));
+    DD2_TRY(bench_head_bf16(cfg, seconds, st));
     return DD2_OK;
 }

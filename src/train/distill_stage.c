@@ -32,6 +32,7 @@
 #include "dist/collectives.h"
 #include "io/ckpt.h"
 #include "model/csd.h"
+#include "model/gemm_bf16.h"
 #include "model/fid.h"
 #include "model/optim.h"
 #include "train/ardiff_io.h"
@@ -904,7 +905,9 @@ static void gather_stats(const dd2_roles *roles, const trainer *tr, const dd2_wo
 int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st) {
     char dir[1100], final_path[1200];
     dd2_roles roles;
-    int rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
+    int rc = dd2_stage_set_matmul(ctx->cfg->distill.matmul, "distill.matmul", st);
+    if (rc != DD2_OK) return rc;
+    rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = dd2_stage_roles(ctx, "distill", &roles, st);
     if (rc != DD2_OK) {
         st->collective = 1;
@@ -925,6 +928,8 @@ int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill
     if (stats && (rc == DD2_OK || st->collective)) gather_stats(&roles, &tr, &ws, loop_s, stats);
     trainer_free(&tr);
     dd2_roles_free(&roles);
+    dd2_status ignore;
+    dd2_gemm_bf16_enable(0, &ignore); /* the stages after this one run in f32 */
     return rc;
 }
 

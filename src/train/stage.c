@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "model/gemm_bf16.h"
 
 int dd2_mkdir_p(const char *path, dd2_status *st) {
     char buf[1024];
@@ -43,6 +44,23 @@ static int rank0_then_share(int rc, dd2_status *st) {
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (all != DD2_OK && rc == DD2_OK) return DD2_FAIL(st, all, "rank 0 could not prepare the run directory");
     return all;
+}
+
+int dd2_stage_set_matmul(int precision, const char *key, dd2_status *st) {
+    const int want = precision == DD2_MATMUL_BF16;
+    int missing = want && !dd2_gemm_bf16_supported(), any = missing;
+    MPI_Allreduce(&missing, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any) {
+        dd2_status why;
+        dd2_status_clear(&why);
+        if (missing) dd2_gemm_bf16_enable(1, &why);
+        DD2_FAIL(st, DD2_ERR_INPUT, "%s = bf16: %s; use %s: f32", key,
+                 missing ? why.msg : "another rank's CPU or kernel lacks the bf16 path (Intel AMX-BF16)", key);
+        st->collective = 1;
+        return DD2_ERR_INPUT;
+    }
+    if (want) dd2_info0("%s = bf16: the network matmuls round their inputs to bfloat16 (Intel AMX, fp32 sums)", key);
+    return dd2_gemm_bf16_enable(want, st);
 }
 
 int dd2_stage_mkdir(const dd2_stage_ctx *ctx, const char *rel, dd2_status *st) {

@@ -46,6 +46,11 @@ int dd2_stage_mkdir(const dd2_stage_ctx *ctx, const char *rel, dd2_status *st);
 int dd2_stage_files(const dd2_stage_ctx *ctx, const char *stage, const char *final_name, char *dir, size_t dir_n,
                     char *final_path, size_t final_n, dd2_status *st);
 
+/* The precision of the f32 matmul ops (model/gemm_bf16.h) on every rank: precision is an enum
+ * dd2_matmul, key the config key that chose it (for messages). bf16 where any rank's CPU or
+ * kernel lacks the bf16 path fails on every rank (DD2_ERR_INPUT). Collective (MPI_COMM_WORLD). */
+int dd2_stage_set_matmul(int precision, const char *key, dd2_status *st);
+
 /* mkdir -p for any path (no MPI). */
 int dd2_mkdir_p(const char *path, dd2_status *st);
 
