@@ -1,4 +1,4 @@
-/* Matrix products in bfloat16 on Intel AMX (config `run.matmul: bf16`, docs/model.md "bf16
+/* Matrix products in bfloat16 on Intel AMX (config `distill.matmul: bf16`, docs/model.md "bf16
  * matmul").
  *
  * dd2_gemm_bf16 computes, row-major (C [M,N] with leading dimension ldc, A and B likewise),

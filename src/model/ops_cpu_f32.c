@@ -8,7 +8,7 @@
 
 #include "model/gemm_bf16.h"
 
-/* cblas_sgemm, or the bf16 GEMM where run.matmul = bf16 enabled it and it takes the case */
+/* cblas_sgemm, or the bf16 GEMM where distill.matmul = bf16 enabled it and it takes the case */
 static void sgemm_or_bf16(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
                           const enum CBLAS_TRANSPOSE tb, const int M, const int N, const int K,
                           const float alpha, const float *A, const int lda, const float *B,

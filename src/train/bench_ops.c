@@ -92,7 +92,7 @@ static int bench_gemms(const dd2_config *cfg, double peak1, int threads, double 
 }
 
 /* The MLP head's GEMMs at a distill update's rows (distill.batch × n × m points), fp32 against
- * bf16 (run.matmul) in the same run, one thread; skipped where the CPU has no bf16 path. */
+ * bf16 (distill.matmul) in the same run, one thread; skipped where the CPU has no bf16 path. */
 static int bench_head_bf16(const dd2_config *cfg, double seconds, dd2_status *st) {
     if (!dd2_gemm_bf16_supported()) {
         printf("\nhead GEMMs in bf16: skipped (no AMX-BF16 on this CPU or kernel)\n");
@@ -113,7 +113,7 @@ static int bench_head_bf16(const dd2_config *cfg, double seconds, dd2_status *st
     if (rc == DD2_OK) {
         openblas_set_num_threads(1);
         printf("\nhead GEMMs at a distill update's rows (batch %d x n %d x m %d = %zu), W = %d, 1 thread: f32 "
-               "(OpenBLAS) vs bf16 (AMX, run.matmul)\n",
+               "(OpenBLAS) vs bf16 (AMX, distill.matmul)\n",
                cfg->distill.batch, g * g, cfg->distill.m, N, W);
         printf("  %-18s %10s %10s %8s\n", "gemm", "f32 GF/s", "bf16 GF/s", "speed-up");
         double t32_all = 0, t16_all = 0;
