@@ -8,8 +8,8 @@
  * with every element of A and B rounded to bfloat16 (round to nearest even; subnormals read as
  * zero) and the products summed in fp32 — the precision of GPU tensor cores under autocast.
  * op(X) is X or Xᵀ (ta, tb). The three forms of a linear layer are supported: (ta, tb) = (0, 1)
- * forward x·Wᵀ, (0, 0) input gradient dy·W, (1, 0) weight gradient dyᵀ·x. Any M and K ≥ 16;
- * N a multiple of 32. It returns 1 when it computed C, and 0 — C untouched — when it did not:
+ * forward x·Wᵀ, (0, 0) input gradient dy·W, (1, 0) weight gradient dyᵀ·x, for M ≥ 32, K ≥ 16
+ * and N a multiple of 32. It returns 1 when it computed C, and 0 — C untouched — when it did not:
  * bf16 not enabled, another form or beta, N not a multiple of 32, M < 32 or K < 16 (too small
  * to pay off); the caller then runs its fp32 GEMM. The result does not depend on how a caller
  * splits M (each row of C is summed in the same order), so 1 and 2 ranks agree as in fp32.

@@ -13,7 +13,7 @@ static void sgemm_or_bf16(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPO
                           const enum CBLAS_TRANSPOSE tb, const int M, const int N, const int K,
                           const float alpha, const float *A, const int lda, const float *B,
                           const int ldb, const float beta, float *C, const int ldc) {
-    if (order == CblasRowMajor && alpha == 1.0f && dd2_gemm_bf16_enabled() &&
+    if (order == CblasRowMajor && alpha == 1.0f &&
         dd2_gemm_bf16(ta == CblasTrans, tb == CblasTrans, (size_t)M, (size_t)N, (size_t)K, A,
                       (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc))
         return;

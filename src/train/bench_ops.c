@@ -31,6 +31,34 @@ static float *random_buffer(size_t n, uint64_t seed, dd2_status *st) {
     return x;
 }
 
+/* Random operands big enough for every case of a list (freed by gemm_buffers_free). */
+typedef struct {
+    float *inp, *out, *W, *dinp, *dW;
+} gemm_buffers;
+
+static void gemm_buffers_free(gemm_buffers *b) {
+    free(b->inp);
+    free(b->out);
+    free(b->W);
+    free(b->dinp);
+    free(b->dW);
+}
+
+static int gemm_buffers_alloc(gemm_buffers *b, const gemm_case *cases, size_t n_cases, dd2_status *st) {
+    size_t max_in = 0, max_out = 0, max_w = 0;
+    for (size_t i = 0; i < n_cases; i++) {
+        const gemm_case *c = &cases[i];
+        if (c->N * (size_t)c->IC > max_in) max_in = c->N * (size_t)c->IC;
+        if (c->N * (size_t)c->OC > max_out) max_out = c->N * (size_t)c->OC;
+        if ((size_t)c->IC * (size_t)c->OC > max_w) max_w = (size_t)c->IC * (size_t)c->OC;
+    }
+    b->inp = random_buffer(max_in, 1, st), b->out = random_buffer(max_out, 2, st), b->W = random_buffer(max_w, 3, st);
+    b->dinp = random_buffer(max_in, 4, st), b->dW = random_buffer(max_w, 5, st);
+    if (b->inp && b->out && b->W && b->dinp && b->dW) return DD2_OK;
+    gemm_buffers_free(b);
+    return DD2_ERR_RUNTIME;
+}
+
 /* Best time of repeated calls of one GEMM case over `seconds`. */
 static double time_gemm(const gemm_case *c, float *out, float *inp, float *W, float *dinp, float *dW,
                         double seconds) {
@@ -59,36 +87,22 @@ static int bench_gemms(const dd2_config *cfg, double peak1, int threads, double 
         {"mlp.w2", N, F, d, 0},    {"head (logits)", N, d, V, 0}, {"qkv bwd", N, d, 3 * d, 1},
         {"mlp.w1|w3 bwd", N, d, 2 * F, 1}, {"mlp.w2 bwd", N, F, d, 1}, {"head bwd", N, d, V, 1},
     };
-    size_t max_in = 0, max_out = 0, max_w = 0;
+    gemm_buffers b;
+    DD2_TRY(gemm_buffers_alloc(&b, cases, sizeof cases / sizeof cases[0], st));
+    openblas_set_num_threads(threads);
+    double peak = peak1 * threads;
+    printf("\nsgemm at the model's shapes (B=%d x n=%d = %zu rows), %d BLAS thread%s, peak %.0f GFLOP/s\n", B, n,
+           N, threads, threads > 1 ? "s" : "", peak);
+    printf("  %-16s %8s %6s %6s %10s %8s\n", "gemm", "rows", "in", "out", "GFLOP/s", "% peak");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const gemm_case *c = &cases[i];
-        if (c->N * (size_t)c->IC > max_in) max_in = c->N * (size_t)c->IC;
-        if (c->N * (size_t)c->OC > max_out) max_out = c->N * (size_t)c->OC;
-        if ((size_t)c->IC * (size_t)c->OC > max_w) max_w = (size_t)c->IC * (size_t)c->OC;
+        double t = time_gemm(c, b.out, b.inp, b.W, b.dinp, b.dW, seconds);
+        double flops = 2.0 * (double)c->N * c->IC * c->OC * (c->kind ? 2 : 1);
+        double g = flops / t * 1e-9;
+        printf("  %-16s %8zu %6d %6d %10.1f %7.0f%%\n", c->name, c->N, c->IC, c->OC, g, 100.0 * g / peak);
     }
-    float *inp = random_buffer(max_in, 1, st), *out = random_buffer(max_out, 2, st), *W = random_buffer(max_w, 3, st);
-    float *dinp = random_buffer(max_in, 4, st), *dW = random_buffer(max_w, 5, st);
-    int rc = (inp && out && W && dinp && dW) ? DD2_OK : DD2_ERR_RUNTIME;
-    if (rc == DD2_OK) {
-        openblas_set_num_threads(threads);
-        double peak = peak1 * threads;
-        printf("\nsgemm at the model's shapes (B=%d x n=%d = %zu rows), %d BLAS thread%s, peak %.0f GFLOP/s\n", B, n,
-               N, threads, threads > 1 ? "s" : "", peak);
-        printf("  %-16s %8s %6s %6s %10s %8s\n", "gemm", "rows", "in", "out", "GFLOP/s", "% peak");
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-            const gemm_case *c = &cases[i];
-            double t = time_gemm(c, out, inp, W, dinp, dW, seconds);
-            double flops = 2.0 * (double)c->N * c->IC * c->OC * (c->kind ? 2 : 1);
-            double g = flops / t * 1e-9;
-            printf("  %-16s %8zu %6d %6d %10.1f %7.0f%%\n", c->name, c->N, c->IC, c->OC, g, 100.0 * g / peak);
-        }
-    }
-    free(inp);
-    free(out);
-    free(W);
-    free(dinp);
-    free(dW);
-    return rc;
+    gemm_buffers_free(&b);
+    return DD2_OK;
 }
 
 /* The MLP head's GEMMs at a distill update's rows (distill.batch × n × m points), fp32 against
@@ -104,38 +118,30 @@ static int bench_head_bf16(const dd2_config *cfg, double seconds, dd2_status *st
         {"ada (W->3W)", N, W, 3 * W, 0}, {"fc (W->W)", N, W, W, 0},    {"time.w1 (256->W)", N, 256, W, 0},
         {"ada bwd", N, W, 3 * W, 1},     {"fc bwd", N, W, W, 1},       {"time.w1 bwd", N, 256, W, 1},
     };
-    const size_t max_in = N * (size_t)W, max_out = N * 3 * (size_t)W, max_w = 3 * (size_t)W * W;
-    float *inp = random_buffer(max_in > N * 256 ? max_in : N * 256, 1, st), *out = random_buffer(max_out, 2, st);
-    float *W_ = random_buffer(max_w, 3, st), *dinp = random_buffer(max_in > N * 256 ? max_in : N * 256, 4, st);
-    float *dW = random_buffer(max_w, 5, st);
-    int rc = (inp && out && W_ && dinp && dW) ? DD2_OK : DD2_ERR_RUNTIME;
+    gemm_buffers b;
+    DD2_TRY(gemm_buffers_alloc(&b, cases, sizeof cases / sizeof cases[0], st));
+    int rc = DD2_OK;
     const int was = dd2_gemm_bf16_enabled();
-    if (rc == DD2_OK) {
-        openblas_set_num_threads(1);
-        printf("\nhead GEMMs at a distill update's rows (batch %d x n %d x m %d = %zu), W = %d, 1 thread: f32 "
-               "(OpenBLAS) vs bf16 (AMX, distill.matmul)\n",
-               cfg->distill.batch, g * g, cfg->distill.m, N, W);
-        printf("  %-18s %10s %10s %8s\n", "gemm", "f32 GF/s", "bf16 GF/s", "speed-up");
-        double t32_all = 0, t16_all = 0;
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0] && rc == DD2_OK; i++) {
-            const gemm_case *c = &cases[i];
-            double flops = 2.0 * (double)c->N * c->IC * c->OC * (c->kind ? 2 : 1), t[2];
-            for (int bf = 0; bf < 2 && rc == DD2_OK; bf++) {
-                rc = dd2_gemm_bf16_enable(bf, st);
-                t[bf] = time_gemm(c, out, inp, W_, dinp, dW, seconds);
-            }
-            t32_all += t[0], t16_all += t[1];
-            printf("  %-18s %10.1f %10.1f %7.2fx\n", c->name, flops / t[0] * 1e-9, flops / t[1] * 1e-9, t[0] / t[1]);
+    openblas_set_num_threads(1);
+    printf("\nhead GEMMs at a distill update's rows (batch %d x n %d x m %d = %zu), W = %d, 1 thread: f32 "
+           "(OpenBLAS) vs bf16 (AMX, distill.matmul)\n",
+           cfg->distill.batch, g * g, cfg->distill.m, N, W);
+    printf("  %-18s %10s %10s %8s\n", "gemm", "f32 GF/s", "bf16 GF/s", "speed-up");
+    double t32_all = 0, t16_all = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0] && rc == DD2_OK; i++) {
+        const gemm_case *c = &cases[i];
+        double flops = 2.0 * (double)c->N * c->IC * c->OC * (c->kind ? 2 : 1), t[2];
+        for (int bf = 0; bf < 2 && rc == DD2_OK; bf++) {
+            rc = dd2_gemm_bf16_enable(bf, st);
+            t[bf] = time_gemm(c, b.out, b.inp, b.W, b.dinp, b.dW, seconds);
         }
-        printf("  all six: %.2fx\n", t32_all / t16_all);
+        t32_all += t[0], t16_all += t[1];
+        printf("  %-18s %10.1f %10.1f %7.2fx\n", c->name, flops / t[0] * 1e-9, flops / t[1] * 1e-9, t[0] / t[1]);
     }
+    printf("  all six: %.2fx\n", t32_all / t16_all);
     dd2_status ignore;
     dd2_gemm_bf16_enable(was, &ignore);
-    free(inp);
-    free(out);
-    free(W_);
-    free(dinp);
-    free(dW);
+    gemm_buffers_free(&b);
     return rc;
 }
 

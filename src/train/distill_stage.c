@@ -902,12 +902,10 @@ static void gather_stats(const dd2_roles *roles, const trainer *tr, const dd2_wo
                                roles->T ? sum[1] / roles->T : NAN, sum[3] > 0 ? sum[2] / sum[3] : NAN};
 }
 
-int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st) {
+static int distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st) {
     char dir[1100], final_path[1200];
     dd2_roles roles;
-    int rc = dd2_stage_set_matmul(ctx->cfg->distill.matmul, "distill.matmul", st);
-    if (rc != DD2_OK) return rc;
-    rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
+    int rc = dd2_stage_files(ctx, stage_dir, "generator.h5", dir, sizeof dir, final_path, sizeof final_path, st);
     if (rc == DD2_OK) rc = dd2_stage_roles(ctx, "distill", &roles, st);
     if (rc != DD2_OK) {
         st->collective = 1;
@@ -928,8 +926,16 @@ int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill
     if (stats && (rc == DD2_OK || st->collective)) gather_stats(&roles, &tr, &ws, loop_s, stats);
     trainer_free(&tr);
     dd2_roles_free(&roles);
+    return rc;
+}
+
+/* distill.matmul holds for this stage only: on at its start, off whichever way it ends, so the
+ * stages after it (dd2 pipeline) run in f32. */
+int dd2_distill_run(const dd2_stage_ctx *ctx, const char *stage_dir, dd2_distill_stats *stats, dd2_status *st) {
+    DD2_TRY(dd2_stage_set_matmul(ctx->cfg->distill.matmul, "distill.matmul", st));
+    int rc = distill_run(ctx, stage_dir, stats, st);
     dd2_status ignore;
-    dd2_gemm_bf16_enable(0, &ignore); /* the stages after this one run in f32 */
+    dd2_gemm_bf16_enable(0, &ignore);
     return rc;
 }
 
